@@ -1,0 +1,181 @@
+"""Settings of the retail backend, read from the environment (SPEC §2).
+
+Every knob an operator turns is an environment variable so that gunicorn, the
+management commands, cron and the test suite configure the same process the same way.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BACKEND_DIR = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = BACKEND_DIR.parent
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+
+
+DEBUG = _env_bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"
+)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get(
+        "DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver"
+    ).split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "retail",
+    "catalog",
+    "orders",
+    "payments",
+]
+
+MIDDLEWARE = [
+    "retail.middleware.ObservabilityMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# One URL configures backend and CLI alike; the SQLite default is an absolute path so
+# both programs open the same file whatever their working directory.
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "retail.sqlite3"
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _sqlite_name = DATABASES["default"]["NAME"]
+    if _sqlite_name and _sqlite_name != ":memory:":
+        Path(_sqlite_name).parent.mkdir(parents=True, exist_ok=True)
+    # Several gunicorn workers write one file: WAL lets readers run beside the writer,
+    # the busy timeout makes writers queue instead of failing, and IMMEDIATE takes the
+    # write lock at BEGIN so a read-then-write transaction cannot deadlock on upgrade.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = PROJECT_ROOT / "staticfiles"
+
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "EXCEPTION_HANDLER": "retail.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "retail-observability API",
+    "DESCRIPTION": "Catalog, guest checkout, orders and refunds (SPEC §3.1).",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- retail-observability (SPEC §2) -------------------------------------------------
+
+RETAIL_LOG_DIR = Path(os.environ.get("RETAIL_LOG_DIR", "").strip() or PROJECT_ROOT / "logs")
+RETAIL_LOG_MAX_BYTES = _env_int("RETAIL_LOG_MAX_BYTES", 50 * 1024 * 1024)
+RETAIL_LOG_BACKUPS = _env_int("RETAIL_LOG_BACKUPS", 10)
+RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lower() != "off"
+
+RETAIL_PAYMENT_GATEWAY_URL = os.environ.get("RETAIL_PAYMENT_GATEWAY_URL", "").strip() or None
+RETAIL_GATEWAY_TIMEOUT_SECONDS = _env_float("RETAIL_GATEWAY_TIMEOUT_SECONDS", 2.0)
+RETAIL_BREAKER_FAIL_MAX = _env_int("RETAIL_BREAKER_FAIL_MAX", 5)
+RETAIL_BREAKER_RESET_SECONDS = _env_float("RETAIL_BREAKER_RESET_SECONDS", 30.0)
+RETAIL_CHECKOUT_RATE = os.environ.get("RETAIL_CHECKOUT_RATE", "30/m").strip()
+RETAIL_METRICS_TOKEN = os.environ.get("RETAIL_METRICS_TOKEN", "").strip() or None
+REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
+
+RETAIL_CURRENCY = "USD"
+# An order line above this is a typo or an attack, never a purchase.
+RETAIL_MAX_QUANTITY_PER_LINE = 1000
+RETAIL_MAX_LINES_PER_ORDER = 50
+CSRF_FAILURE_VIEW = "retail.exceptions.csrf_failure"

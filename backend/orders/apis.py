@@ -1,0 +1,119 @@
+"""JSON API of checkout, order reads and refunds."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from payments.models import Payment
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from retail.exceptions import error_body
+from retail.serializers import StrictCharField, StrictIntegerField, StrictSerializer
+
+from orders.exceptions import PaymentUnavailable
+from orders.models import Order
+from orders.selectors import order_get_for_reader
+from orders.services import OrderLine, order_place, order_refund
+
+_MAX_DB_ID = 2**63 - 1
+
+
+class OrderLineInputSerializer(StrictSerializer):
+    product_id = StrictIntegerField(min_value=1, max_value=_MAX_DB_ID)
+    quantity = StrictIntegerField(min_value=1, max_value=settings.RETAIL_MAX_QUANTITY_PER_LINE)
+
+
+class OrderPlaceInputSerializer(StrictSerializer):
+    items = OrderLineInputSerializer(
+        many=True, allow_empty=False, max_length=settings.RETAIL_MAX_LINES_PER_ORDER
+    )
+    payment_token = StrictCharField(max_length=200, trim_whitespace=False)
+
+    def validate_items(self, items):
+        product_ids = [item["product_id"] for item in items]
+        if len(set(product_ids)) != len(product_ids):
+            raise serializers.ValidationError("Each product may appear once; sum the quantities.")
+        return items
+
+
+class OrderItemOutputSerializer(serializers.Serializer):
+    product_id = serializers.IntegerField()
+    sku = serializers.CharField(source="product.sku")
+    name = serializers.CharField(source="product.name")
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=10, decimal_places=2)
+
+
+class PaymentOutputSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    latency_ms = serializers.FloatField(allow_null=True)
+
+
+class OrderOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    items = OrderItemOutputSerializer(many=True)
+    payment = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(PaymentOutputSerializer(allow_null=True))
+    def get_payment(self, order: Order):
+        payments = sorted(order.payments.all(), key=lambda payment: payment.pk)
+        return PaymentOutputSerializer(payments[-1]).data if payments else None
+
+
+def _order_data(order: Order) -> dict:
+    # Re-read with the lines and payment prefetched, so the answer is what was stored.
+    fresh = Order.objects.prefetch_related("items__product", "payments").get(pk=order.pk)
+    return OrderOutputSerializer(fresh).data
+
+
+class OrderPlaceApi(APIView):
+    @extend_schema(request=OrderPlaceInputSerializer, responses={201: OrderOutputSerializer})
+    def post(self, request):
+        serializer = OrderPlaceInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        placed = order_place(
+            lines=[OrderLine(**item) for item in serializer.validated_data["items"]],
+            payment_token=serializer.validated_data["payment_token"],
+        )
+        data = _order_data(placed.order)
+        if placed.payment.status == Payment.Status.SUCCEEDED:
+            return Response({**data, "access_token": placed.access_token}, status=201)
+        if placed.payment.status == Payment.Status.DECLINED:
+            body = {**data, **error_body("payment_declined", "The payment was declined.")}
+            return Response(body, status=status.HTTP_402_PAYMENT_REQUIRED)
+        raise PaymentUnavailable(
+            {"message": PaymentUnavailable.default_detail, "order_id": placed.order.pk},
+            headers={"Retry-After": str(int(settings.RETAIL_BREAKER_RESET_SECONDS))},
+        )
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("X-Order-Token", str, OpenApiParameter.HEADER)],
+        responses=OrderOutputSerializer,
+    )
+    def get(self, request, order_id: int):
+        user = request.user
+        order = order_get_for_reader(
+            order_id=order_id,
+            access_token=request.headers.get("X-Order-Token"),
+            is_staff=bool(user and user.is_active and user.is_staff),
+        )
+        return Response(OrderOutputSerializer(order).data)
+
+
+class OrderRefundApi(APIView):
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses=OrderOutputSerializer)
+    def post(self, request, order_id: int):
+        order = order_refund(order_id=order_id, actor=request.user)
+        return Response(_order_data(order))

@@ -1,0 +1,8 @@
+"""App config of orders, order items and refunds."""
+
+from django.apps import AppConfig
+
+
+class OrdersConfig(AppConfig):
+    name = "orders"
+    verbose_name = "Orders"

@@ -1,0 +1,34 @@
+"""Liveness and readiness probes."""
+
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+
+from retail.exceptions import json_error
+
+_PROBE_METHODS = ("GET", "HEAD")
+
+
+def _method_not_allowed() -> JsonResponse:
+    response = json_error(405, "method_not_allowed", "Use GET.")
+    response["Allow"] = ", ".join(_PROBE_METHODS)
+    return response
+
+
+def healthz(request) -> JsonResponse:
+    """Answer 200 while the process is alive; touches no database."""
+    if request.method not in _PROBE_METHODS:
+        return _method_not_allowed()
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request) -> JsonResponse:
+    """Answer 200 when the database answers, 503 otherwise."""
+    if request.method not in _PROBE_METHODS:
+        return _method_not_allowed()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError:
+        return json_error(503, "database_unavailable", "The database does not answer.")
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,1 @@
+"""retailctl: the operators' toolkit over the retail backend's database and logs."""

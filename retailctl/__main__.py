@@ -1,0 +1,5 @@
+"""Allow `python -m retailctl`."""
+
+from retailctl.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""Shared fixtures: the optional PostgreSQL and Redis servers, and test markers."""
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+POSTGRES_URL_VAR = "RETAIL_TEST_POSTGRES_URL"
+_DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that touches the Django database, so `make test` reruns them on PostgreSQL."""
+    for item in items:
+        if item.get_closest_marker("django_db") or _DATABASE_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.database)
+
+
+def pytest_report_header(config):
+    database = os.environ.get("DATABASE_URL", "").split("@")[-1] or "SQLite (default)"
+    postgres = "set" if os.environ.get(POSTGRES_URL_VAR) else "not set: PostgreSQL tests skip"
+    redis = "set" if os.environ.get("REDIS_URL") else "not set: Redis tests skip"
+    return [f"database: {database}", f"{POSTGRES_URL_VAR}: {postgres}", f"REDIS_URL: {redis}"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """Return the PostgreSQL server URL for tests, or skip saying why."""
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_VAR} is not set: no PostgreSQL server to test against")
+    return url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """Create a throwaway PostgreSQL database, yield its URL, drop it afterwards.
+
+    Each test that starts server processes gets its own database, so concurrent test
+    runs on one server never see each other's rows.
+    """
+    import psycopg
+    from psycopg import sql
+
+    name = f"retail_t_{uuid.uuid4().hex[:12]}"
+    base, _, _ = postgres_server_url.rpartition("/")
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Return the Redis URL for tests, or skip saying why."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.skip("REDIS_URL is not set: no Redis server to test against")
+    return url
