@@ -16,7 +16,7 @@ _DATABASE_FIXTURES = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that touches the Django database, so `make test` reruns them on PostgreSQL."""
+    """Mark tests that touch the Django database: `make test` reruns them on PostgreSQL."""
     for item in items:
         if item.get_closest_marker("django_db") or _DATABASE_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.database)
