@@ -21,3 +21,6 @@ class Metric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric_type}={self.value} @ {self.recorded_at:%Y-%m-%d %H:%M:%S}"
+
+
+from retail.rollups import MetricRollup  # noqa: E402,F401  (registers the read-model table)

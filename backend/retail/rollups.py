@@ -1,0 +1,34 @@
+"""Daily rollups of `retail_metric`: the read model behind `retailctl metrics` and the dashboard.
+
+`retail_metric` stays the source of truth. Database triggers (migration 0002) keep one
+row per (metric type, UTC day, route, status class, log bucket) in step with every
+INSERT, UPDATE and DELETE on `retail_metric`, whoever runs it, so a 7-day summary reads
+a few thousand rollup rows instead of millions of raw ones. See docs/metrics-read-model.md.
+"""
+
+from django.db import models
+
+
+class MetricRollup(models.Model):
+    metric_type = models.CharField(max_length=64)
+    day = models.DateField()
+    # `route` from the metric's metadata, else its `path`; '' when neither is there.
+    route = models.CharField(max_length=200, default="", db_default="")
+    # '2xx', '4xx', '5xx'… from metadata `status_code`; '' when absent.
+    status_class = models.CharField(max_length=3, default="", db_default="")
+    # Log-spaced value bucket (relative accuracy 1%, as DDSketch); see retailctl.core.sketch.
+    bucket = models.IntegerField()
+    samples = models.BigIntegerField(default=0)
+    value_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "retail_metric_rollup"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric_type", "day", "route", "status_class", "bucket"],
+                name="retail_metric_rollup_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric_type} @ {self.day} bucket {self.bucket}"
