@@ -68,3 +68,18 @@ def redis_url() -> str:
     if not url:
         pytest.skip("REDIS_URL is not set: no Redis server to test against")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _isolated_shared_state() -> Iterator[None]:
+    """Give each test its own throttle counters and breaker state (a fresh key namespace).
+
+    The checkout throttle counts per client across tests otherwise (every test client
+    is 127.0.0.1), and with `REDIS_URL` set it would count across test runs too.
+    """
+    from django.conf import settings
+
+    previous = settings.RETAIL_SHARED_STATE_PREFIX
+    settings.RETAIL_SHARED_STATE_PREFIX = f"retail-test-{uuid.uuid4().hex[:12]}"
+    yield
+    settings.RETAIL_SHARED_STATE_PREFIX = previous

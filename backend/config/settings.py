@@ -4,7 +4,9 @@ Every knob an operator turns is an environment variable so that gunicorn, the
 management commands, cron and the test suite configure the same process the same way.
 """
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -173,6 +175,41 @@ RETAIL_BREAKER_RESET_SECONDS = _env_float("RETAIL_BREAKER_RESET_SECONDS", 30.0)
 RETAIL_CHECKOUT_RATE = os.environ.get("RETAIL_CHECKOUT_RATE", "30/m").strip()
 RETAIL_METRICS_TOKEN = os.environ.get("RETAIL_METRICS_TOKEN", "").strip() or None
 REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
+
+# --- resilience: shared state, throttling, breaker, trusted proxies (issue 4) -------
+
+if not re.fullmatch(r"[1-9][0-9]*/[smh]", RETAIL_CHECKOUT_RATE):
+    raise ImproperlyConfigured(
+        f"RETAIL_CHECKOUT_RATE must look like 30/m (N/s, N/m, N/h), got {RETAIL_CHECKOUT_RATE!r}"
+    )
+# Namespace of every shared key (throttle counters, breaker state): two deployments, or
+# two test runs, on one Redis never see each other's state.
+RETAIL_SHARED_STATE_PREFIX = os.environ.get("RETAIL_SHARED_STATE_PREFIX", "").strip() or "retail"
+# Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For is believed;
+# from anyone else the header is ignored, so a client cannot pick its own throttle key.
+try:
+    RETAIL_TRUSTED_PROXIES = [
+        ipaddress.ip_network(entry.strip(), strict=False)
+        for entry in os.environ.get("RETAIL_TRUSTED_PROXIES", "").split(",")
+        if entry.strip()
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"RETAIL_TRUSTED_PROXIES: {exc}") from exc
+
+if REDIS_URL:
+    # Throttle counters use the cache's atomic add/incr, shared by every worker.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": RETAIL_SHARED_STATE_PREFIX,
+            "OPTIONS": {"socket_timeout": 0.25, "socket_connect_timeout": 0.25},
+        }
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "retail"}
+    }
 
 RETAIL_CURRENCY = "USD"
 # An order line above this is a typo or an attack, never a purchase.

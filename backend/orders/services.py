@@ -6,24 +6,41 @@ waiting on the network; the settle transaction then records the outcome, giving 
 stock back if the payment did not succeed.
 """
 
+import logging
+import os
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from catalog.exceptions import OutOfStock, ProductNotFound
+from catalog.models import Product, StockMovement
 from catalog.selectors import product_prices
 from catalog.services import product_stock_decrement, product_stock_increment
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
-from payments.gateways import GatewayUnavailable, payment_gateway
+from payments.gateways import CircuitOpen, GatewayUnavailable, payment_gateway
 from payments.models import Payment
-from payments.services import payment_charge, payment_create, payment_save_outcome
-from retail.metrics import ORDERS_PER_DAY, REFUNDS_PER_DAY, record_metric
+from payments.services import (
+    payment_abandon,
+    payment_admission,
+    payment_charge,
+    payment_create,
+    payment_save_outcome,
+)
+from retail.metrics import ORDERS_PER_DAY, REFUNDS_PER_DAY, STOCK_CONFLICTS, record_metric
 
 from orders.exceptions import OrderNotRefundable, PaymentUnavailable
 from orders.models import Order, OrderItem, Refund
 from orders.selectors import order_access_token_hash
+
+logger = logging.getLogger(__name__)
+
+# Server-side latency (ms) of each checkout turned away by an OPEN payment breaker:
+# the evidence behind A2's fast-fail p99.
+PAYMENT_FAST_FAIL = "payment_fast_fail"
 
 
 @dataclass(frozen=True)
@@ -39,12 +56,62 @@ class PlacedOrder:
     access_token: str
 
 
-def order_place(*, lines: list[OrderLine], payment_token: str) -> PlacedOrder:
-    """Reserve stock, charge the payment, and record the outcome of a guest order."""
-    order, payment, access_token = _order_reserve(lines=lines)
-    payment_charge(payment=payment, payment_token=payment_token)
+def order_place(
+    *, lines: list[OrderLine], payment_token: str, started: float | None = None
+) -> PlacedOrder:
+    """Reserve stock, charge the payment, and record the outcome of a guest order.
+
+    An OPEN payment breaker turns the order away before anything is reserved;
+    `started` (a `time.perf_counter()` stamp) dates the fast-fail latency it records.
+    """
+    started = time.perf_counter() if started is None else started
+    try:
+        with payment_admission():
+            order, payment, access_token = _order_reserve(lines=lines)
+            payment_charge(payment=payment, payment_token=payment_token)
+    except CircuitOpen as exc:
+        _fast_fail_record(started=started, retry_after=exc.retry_after)
+        raise PaymentUnavailable(
+            {"message": PaymentUnavailable.default_detail, "circuit": "open"},
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
     _order_settle(order=order, payment=payment)
     return PlacedOrder(order=order, payment=payment, access_token=access_token)
+
+
+def _fast_fail_record(*, started: float, retry_after: int) -> None:
+    latency_ms = (time.perf_counter() - started) * 1000
+    record_metric(
+        PAYMENT_FAST_FAIL,
+        latency_ms,
+        {"reason": "circuit_open", "retry_after": retry_after, "pid": os.getpid()},
+    )
+    logger.info(
+        "payment.fast_fail",
+        extra={"event": "payment.fast_fail", "duration_ms": round(latency_ms, 3)},
+    )
+
+
+class _StockConflict(Exception):
+    """The database guard rejected a stock decrement (CHECK, serialization, deadlock)."""
+
+    def __init__(self, *, product, error: DatabaseError):
+        super().__init__(str(error))
+        self.product = product
+        self.error = error
+
+    @property
+    def transient(self) -> bool:
+        if isinstance(self.error, IntegrityError):
+            return False
+        sqlstate = getattr(self.error.__cause__, "sqlstate", None)
+        # SQLite reports writer contention past its busy timeout as "database is locked".
+        return sqlstate in _TRANSIENT_SQLSTATES or "database is locked" in str(self.error)
+
+
+# serialization_failure, deadlock_detected: the transaction may simply be run again.
+_TRANSIENT_SQLSTATES = {"40001", "40P01"}
+_RESERVE_ATTEMPTS = 2
 
 
 def _order_reserve(*, lines: list[OrderLine]) -> tuple[Order, Payment, str]:
@@ -52,22 +119,58 @@ def _order_reserve(*, lines: list[OrderLine]) -> tuple[Order, Payment, str]:
     for line in lines:
         if line.product_id not in products:
             raise ProductNotFound({"product_id": line.product_id, "message": "No such product."})
+    for attempt in range(1, _RESERVE_ATTEMPTS + 1):
+        try:
+            return _order_reserve_once(lines=lines, products=products)
+        except _StockConflict as conflict:
+            retry = conflict.transient and attempt < _RESERVE_ATTEMPTS
+            _stock_conflict_record(conflict=conflict, attempt=attempt, retried=retry)
+            if not retry:
+                product = conflict.product
+                raise OutOfStock(
+                    {"product_id": product.pk, "sku": product.sku, "message": "Not enough stock."}
+                ) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _stock_conflict_record(*, conflict: _StockConflict, attempt: int, retried: bool) -> None:
+    product = conflict.product
+    metadata = {
+        "product_id": product.pk,
+        "sku": product.sku,
+        "error": type(conflict.error).__name__,
+        "attempt": attempt,
+        "retried": retried,
+    }
+    record_metric(STOCK_CONFLICTS, 1, metadata)
+    logger.warning("stock.conflict", extra={"event": "stock.conflict", **metadata})
+
+
+def _order_reserve_once(
+    *, lines: list[OrderLine], products: dict[int, Product]
+) -> tuple[Order, Payment, str]:
     total = sum((products[line.product_id].price * line.quantity for line in lines), Decimal("0"))
     access_token = secrets.token_urlsafe(32)
     with transaction.atomic():
-        # Primary-key order: two orders touching the same products lock them in the same
-        # sequence and cannot deadlock each other.
-        for line in sorted(lines, key=lambda line: line.product_id):
-            if not product_stock_decrement(product_id=line.product_id, quantity=line.quantity):
-                product = products[line.product_id]
-                raise OutOfStock(
-                    {"product_id": product.pk, "sku": product.sku, "message": "Not enough stock."}
-                )
         order = Order.objects.create(
             status=Order.Status.PENDING,
             total=total,
             access_token_hash=order_access_token_hash(access_token),
         )
+        # Primary-key order: two orders touching the same products lock them in the same
+        # sequence and cannot deadlock each other.
+        for line in sorted(lines, key=lambda line: line.product_id):
+            product = products[line.product_id]
+            try:
+                taken = product_stock_decrement(
+                    product_id=line.product_id, quantity=line.quantity, order_id=order.pk
+                )
+            except DatabaseError as exc:
+                raise _StockConflict(product=product, error=exc) from exc
+            if not taken:
+                raise OutOfStock(
+                    {"product_id": product.pk, "sku": product.sku, "message": "Not enough stock."}
+                )
         OrderItem.objects.bulk_create(
             OrderItem(
                 order=order,
@@ -86,24 +189,66 @@ def _order_settle(*, order: Order, payment: Payment) -> None:
         payment_save_outcome(payment=payment)
         if payment.status == Payment.Status.SUCCEEDED:
             now = timezone.now()
-            Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
+            paid = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
                 status=Order.Status.PAID, paid_at=now, updated_at=now
             )
-            transaction.on_commit(lambda: record_metric(ORDERS_PER_DAY, 1, {"order_id": order.pk}))
+            if paid:
+                transaction.on_commit(
+                    lambda: record_metric(ORDERS_PER_DAY, 1, {"order_id": order.pk})
+                )
+            else:
+                # The stale-order sweeper released this order while its charge was in
+                # flight: money taken for stock given back. Only a person can settle it.
+                logger.error(
+                    "payment.succeeded_after_release",
+                    extra={
+                        "event": "payment.succeeded_after_release",
+                        "order_id": order.pk,
+                        "charge_id": payment.gateway_charge_id,
+                    },
+                )
         else:
-            _order_fail(order=order)
+            _order_fail(order=order, reason=StockMovement.Reason.PAYMENT_FAILED)
     order.refresh_from_db()
 
 
-def _order_fail(*, order: Order) -> None:
+def _order_fail(*, order: Order, reason: str) -> bool:
+    """Mark a pending order failed and give its stock back; return whether it was pending."""
     # The status guard makes the release happen once, even if a stale-order sweeper
     # raced this settle for the same order.
     released = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
         status=Order.Status.PAYMENT_FAILED, updated_at=timezone.now()
     )
     if released:
-        for item in order.items.order_by("product_id"):
-            product_stock_increment(product_id=item.product_id, quantity=item.quantity)
+        for item in OrderItem.objects.filter(order_id=order.pk).order_by("product_id"):
+            product_stock_increment(
+                product_id=item.product_id, quantity=item.quantity, reason=reason, order_id=order.pk
+            )
+    return bool(released)
+
+
+def order_release_stale(*, older_than: timedelta) -> list[int]:
+    """Fail every order left pending longer than `older_than` and give its stock back.
+
+    A pending order is one whose process died between reserve and settle. Each order is
+    released in its own transaction behind the same status guard as a failed payment,
+    so concurrent runs (two cron jobs, a live settle) release it exactly once.
+    """
+    cutoff = timezone.now() - older_than
+    stale = Order.objects.filter(status=Order.Status.PENDING, created_at__lt=cutoff)
+    released: list[int] = []
+    for order in stale.order_by("pk").iterator():
+        with transaction.atomic():
+            if not _order_fail(order=order, reason=StockMovement.Reason.STALE_RELEASE):
+                continue
+            keys = payment_abandon(order=order)
+        released.append(order.pk)
+        # The charge may have reached the gateway: the keys let an operator reconcile.
+        logger.warning(
+            "order.stale_released",
+            extra={"event": "order.stale_released", "order_id": order.pk, "idempotency_keys": keys},
+        )
+    return released
 
 
 def order_refund(*, order_id: int, actor) -> Order:
@@ -123,7 +268,12 @@ def order_refund(*, order_id: int, actor) -> Order:
             status=Refund.Status.SUCCEEDED, gateway_refund_id=result.refund_id, completed_at=now
         )
         for item in OrderItem.objects.filter(order_id=order_id).order_by("product_id"):
-            product_stock_increment(product_id=item.product_id, quantity=item.quantity)
+            product_stock_increment(
+                product_id=item.product_id,
+                quantity=item.quantity,
+                reason=StockMovement.Reason.REFUND,
+                order_id=order_id,
+            )
         transaction.on_commit(lambda: record_metric(REFUNDS_PER_DAY, 1, {"order_id": order_id}))
     return Order.objects.get(pk=order_id)
 

@@ -5,6 +5,7 @@ gateway could not answer (5xx, timeout, connection error) raises `GatewayUnavail
 """
 
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -18,6 +19,18 @@ DECLINE_TOKEN = "tok_decline"
 
 class GatewayUnavailable(Exception):
     """The gateway failed to answer (5xx, timeout, connection error, open breaker)."""
+
+
+class GatewayRejected(GatewayUnavailable):
+    """The gateway refused the request itself (a 4xx): a bug to fix, not an outage."""
+
+
+class CircuitOpen(GatewayUnavailable):
+    """The payment breaker is OPEN: the gateway was not called."""
+
+    def __init__(self, *, retry_after: int):
+        super().__init__(f"circuit open; retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,9 @@ class RefundResult:
 class PaymentGateway(Protocol):
     """What checkout and refunds need from a payment gateway."""
 
+    # Optional: `admission() -> AbstractContextManager[None]`, entered around a checkout,
+    # raises `CircuitOpen` at once when a breaker guards the gateway and is OPEN.
+
     def charge(
         self, *, amount: Decimal, currency: str, token: str, idempotency_key: str
     ) -> ChargeResult: ...
@@ -43,6 +59,9 @@ class PaymentGateway(Protocol):
 
 class SimulatedGateway:
     """An in-process gateway: `tok_decline` is declined, every other token succeeds."""
+
+    def admission(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def charge(
         self, *, amount: Decimal, currency: str, token: str, idempotency_key: str

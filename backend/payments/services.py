@@ -2,9 +2,21 @@
 
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 
-from payments.gateways import GatewayUnavailable, PaymentGateway, payment_gateway
+from django.utils import timezone
+
+from payments.gateways import CircuitOpen, GatewayUnavailable, PaymentGateway, payment_gateway
 from payments.models import Payment
+
+
+def payment_admission() -> AbstractContextManager[None]:
+    """Return the gateway's admission: entering raises `CircuitOpen` at once when OPEN.
+
+    A gateway with no breaker in front of it admits every checkout.
+    """
+    admission = getattr(payment_gateway(), "admission", None)
+    return admission() if admission is not None else nullcontext()
 
 
 def payment_create(*, order) -> Payment:
@@ -34,6 +46,10 @@ def payment_charge(
             token=payment_token,
             idempotency_key=payment.idempotency_key,
         )
+    except CircuitOpen as exc:
+        # The breaker opened between admission and charge: the gateway was never called.
+        payment.status = Payment.Status.REJECTED_OPEN_CIRCUIT
+        payment.failure_reason = str(exc)[:200]
     except GatewayUnavailable as exc:
         payment.status = Payment.Status.FAILED
         payment.failure_reason = str(exc)[:200]
@@ -51,3 +67,15 @@ def payment_save_outcome(*, payment: Payment) -> None:
     payment.save(
         update_fields=["status", "gateway_charge_id", "latency_ms", "failure_reason", "updated_at"]
     )
+
+
+def payment_abandon(*, order) -> list[str]:
+    """Fail the pending payments of an abandoned order; return their idempotency keys."""
+    pending = Payment.objects.filter(order=order, status=Payment.Status.PENDING)
+    keys = list(pending.values_list("idempotency_key", flat=True))
+    pending.update(
+        status=Payment.Status.FAILED,
+        failure_reason="abandoned: the order stayed pending and was released",
+        updated_at=timezone.now(),
+    )
+    return keys

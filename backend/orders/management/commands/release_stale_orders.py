@@ -1,0 +1,26 @@
+"""Release the stock of orders whose payment never resolved (safe to run from cron)."""
+
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from orders.services import order_release_stale
+
+
+class Command(BaseCommand):
+    help = (
+        "Fail orders pending longer than N minutes (their process died between reserve and "
+        "charge) and give their stock back through the ledger. Safe to run concurrently."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than-minutes", type=int, default=15, metavar="N")
+
+    def handle(self, *args, older_than_minutes: int, **options):
+        if older_than_minutes < 1:
+            # A live checkout is pending for up to the gateway timeout: never race it.
+            raise CommandError("--older-than-minutes must be >= 1")
+        released = order_release_stale(older_than=timedelta(minutes=older_than_minutes))
+        self.stdout.write(f"Released {len(released)} stale order(s).")
+        for order_id in released:
+            self.stdout.write(f"  order #{order_id}")

@@ -1,0 +1,288 @@
+"""The payment gateway's circuit breaker: pybreaker's state machine, never its lock.
+
+pybreaker holds one lock around the protected call (its issues #3, #55): under threaded
+workers an OPEN rejection would queue behind another thread's slow gateway call. Here
+the gateway is called outside the breaker, then the outcome is replayed through
+`CircuitBreaker.call`, so the lock covers microseconds of bookkeeping; and the OPEN
+check before a call reads the (shared) storage directly, taking no lock at all.
+
+With `REDIS_URL` every worker shares one state in Redis; without it each process has
+its own. Each state change is recorded once as a `circuit_breaker_state` metric and a
+WARNING log line, even though every worker that notices a shared change tells its
+listeners.
+"""
+
+import logging
+import math
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import pybreaker
+import redis
+from django.conf import settings
+from redis.exceptions import RedisError
+from retail.metrics import CIRCUIT_BREAKER_STATE, record_metric
+
+from payments.gateways import CircuitOpen, GatewayRejected, GatewayUnavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+# The numeric value of a `circuit_breaker_state` row: 0 healthy, 2 rejecting.
+STATE_CODES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+BREAKER_NAME = "payment_gateway"
+# Redis answers in well under a millisecond; a stalled Redis must not stall checkout.
+_REDIS_TIMEOUT_SECONDS = 0.25
+_RELEASE_IF_OWNER = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+class _PreciseRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage, keeping the opened-at stamp to the microsecond.
+
+    Upstream stores whole seconds, which would cut a 2 s OPEN period by up to a second.
+    """
+
+    @property
+    def opened_at(self) -> datetime | None:
+        try:
+            raw = self._redis.get(self._namespace("opened_at"))
+        except RedisError:
+            self.logger.exception("RedisError")
+            return None
+        return datetime.fromtimestamp(float(raw), UTC) if raw else None
+
+    @opened_at.setter
+    def opened_at(self, now: datetime) -> None:
+        try:
+            self._redis.set(self._namespace("opened_at"), repr(now.timestamp()))
+        except RedisError:
+            self.logger.exception("RedisError")
+
+
+class _TransitionRecorder(pybreaker.CircuitBreakerListener):
+    """Record each state change once, however many workers notice it."""
+
+    def __init__(self, breaker: "PaymentBreaker"):
+        self._breaker = breaker
+
+    def state_change(self, cb, old_state, new_state) -> None:
+        source = old_state.name if old_state is not None else None
+        target = new_state.name
+        if source == target or not self._breaker.claim_transition(target):
+            return
+        metadata = {"breaker": BREAKER_NAME, "from": source, "to": target, "pid": os.getpid()}
+        record_metric(CIRCUIT_BREAKER_STATE, STATE_CODES[target], metadata)
+        logger.warning(
+            "breaker.state_change",
+            extra={"event": "breaker.state_change", "breaker": BREAKER_NAME, **metadata},
+        )
+
+
+class PaymentBreaker:
+    """CLOSED → OPEN after `fail_max` consecutive failures; OPEN rejects at once; after
+    `reset_seconds` one HALF_OPEN trial closes or re-opens it."""
+
+    def __init__(
+        self,
+        *,
+        fail_max: int,
+        reset_seconds: float,
+        trial_seconds: float,
+        redis_client: redis.Redis | None = None,
+        namespace: str = "retail",
+    ):
+        self._reset_seconds = reset_seconds
+        # A trial holds its slot at most this long, so a worker killed mid-trial does not
+        # keep the breaker from ever closing.
+        self._trial_ms = max(1, int(trial_seconds * 1000))
+        self._redis = redis_client
+        self._namespace = f"{namespace}:{BREAKER_NAME}"
+        self._trial_lock = threading.Lock()
+        self._trial_token = threading.local()
+        if redis_client is not None:
+            # Redis down: CLOSED, deliberately. Payments go on (each call still bounded by
+            # the gateway timeout) rather than a Redis outage stopping every sale.
+            storage = _PreciseRedisStorage(
+                CLOSED, redis_client, namespace=self._namespace, fallback_circuit_state=CLOSED
+            )
+        else:
+            storage = pybreaker.CircuitMemoryStorage(CLOSED)
+        self._storage = storage
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=fail_max,
+            reset_timeout=reset_seconds,
+            state_storage=storage,
+            listeners=[_TransitionRecorder(self)],
+            exclude=[GatewayRejected],
+            name=BREAKER_NAME,
+        )
+
+    @property
+    def state(self) -> str:
+        """Return the current state as stored (shared across workers with Redis)."""
+        return self._storage.state
+
+    @property
+    def fail_counter(self) -> int:
+        """Return the number of consecutive failures counted so far."""
+        return self._storage.counter
+
+    def open_remaining(self) -> float:
+        """Return the seconds the breaker still rejects calls; 0 when a call may go through."""
+        if self._storage.state != OPEN:
+            return 0.0
+        opened_at = self._storage.opened_at
+        if opened_at is None:
+            return 0.0
+        elapsed = (datetime.now(UTC) - opened_at).total_seconds()
+        return max(0.0, self._reset_seconds - elapsed)
+
+    @contextmanager
+    def admission(self) -> Iterator[None]:
+        """Let a checkout through, or raise `CircuitOpen` at once without taking any lock.
+
+        When the reset timeout has passed, only one checkout at a time (across workers,
+        with Redis) is let through as the HALF_OPEN trial; the others are turned away
+        until the trial has decided.
+        """
+        state = self._storage.state
+        if state == CLOSED:
+            yield
+            return
+        remaining = self.open_remaining() if state == OPEN else 0.0
+        if remaining > 0:
+            raise CircuitOpen(retry_after=max(1, math.ceil(remaining)))
+        if not self._trial_acquire():
+            raise CircuitOpen(retry_after=1)
+        try:
+            yield
+        finally:
+            self._trial_release()
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the gateway unless OPEN, then feed the outcome to the breaker.
+
+        `func` raises `GatewayUnavailable` for failures; a decline is a normal return.
+        """
+        remaining = self.open_remaining()
+        if remaining > 0:
+            raise CircuitOpen(retry_after=max(1, math.ceil(remaining)))
+        try:
+            result = func(*args, **kwargs)
+        except GatewayUnavailable as exc:
+            failure: GatewayUnavailable | None = exc
+        else:
+            failure = None
+
+        def replay() -> T:
+            if failure is not None:
+                raise failure
+            return result
+
+        try:
+            # Raises `failure` again, unless the breaker trips on it (CircuitBreakerError).
+            return self._breaker.call(replay)
+        except pybreaker.CircuitBreakerError:
+            # Tripped by this failure, or another worker opened the breaker while this
+            # call was in flight: an answer that did come back still counts.
+            if failure is not None:
+                raise failure from None
+            return result
+
+    def claim_transition(self, target: str) -> bool:
+        """Return True for the first worker to report this change (keyed on opened-at)."""
+        if self._redis is None:
+            return True
+        opened_at = self._storage.opened_at
+        stamp = repr(opened_at.timestamp()) if opened_at else "never"
+        key = f"{self._namespace}:transition:{target}:{stamp}"
+        try:
+            return bool(self._redis.set(key, os.getpid(), nx=True, ex=24 * 3600))
+        except RedisError:
+            logger.exception("breaker.redis_error")
+            return True
+
+    def _trial_acquire(self) -> bool:
+        if self._redis is None:
+            return self._trial_lock.acquire(blocking=False)
+        token = uuid.uuid4().hex
+        try:
+            acquired = self._redis.set(self._trial_key, token, nx=True, px=self._trial_ms)
+        except RedisError:
+            logger.exception("breaker.redis_error")
+            acquired = True
+        self._trial_token.value = token if acquired else None
+        return bool(acquired)
+
+    def _trial_release(self) -> None:
+        if self._redis is None:
+            self._trial_lock.release()
+            return
+        token, self._trial_token.value = getattr(self._trial_token, "value", None), None
+        if token is None:
+            return
+        try:
+            self._redis.eval(_RELEASE_IF_OWNER, 1, self._trial_key, token)
+        except RedisError:
+            logger.exception("breaker.redis_error")
+
+    @property
+    def _trial_key(self) -> str:
+        return f"{self._namespace}:trial"
+
+
+def payment_breaker() -> PaymentBreaker:
+    """Return this process's breaker for the configured gateway (shared state with Redis)."""
+    return _breaker_for(
+        namespace=settings.RETAIL_SHARED_STATE_PREFIX,
+        redis_url=settings.REDIS_URL,
+        fail_max=settings.RETAIL_BREAKER_FAIL_MAX,
+        reset_seconds=settings.RETAIL_BREAKER_RESET_SECONDS,
+        # A trial is one checkout: two gateway calls at most (a retried connection), plus slack.
+        trial_seconds=2 * settings.RETAIL_GATEWAY_TIMEOUT_SECONDS + 5,
+    )
+
+
+@lru_cache(maxsize=32)
+def _breaker_for(
+    *,
+    namespace: str,
+    redis_url: str | None,
+    fail_max: int,
+    reset_seconds: float,
+    trial_seconds: float,
+) -> PaymentBreaker:
+    client = None
+    if redis_url:
+        client = redis.Redis.from_url(
+            redis_url,
+            socket_timeout=_REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+        )
+    try:
+        return PaymentBreaker(
+            fail_max=fail_max,
+            reset_seconds=reset_seconds,
+            trial_seconds=trial_seconds,
+            redis_client=client,
+            namespace=namespace,
+        )
+    except RedisError:
+        # Redis unreachable at start: this process keeps its own breaker rather than none.
+        logger.exception("breaker.redis_unavailable")
+        return PaymentBreaker(
+            fail_max=fail_max,
+            reset_seconds=reset_seconds,
+            trial_seconds=trial_seconds,
+            namespace=namespace,
+        )

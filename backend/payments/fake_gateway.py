@@ -1,0 +1,151 @@
+"""A fake payment gateway speaking SPEC §3.4, with fault injection for tests and demos.
+
+`POST /_control {"mode": "up"|"down"|"slow", "latency_ms": int, "failure_rate": float}`
+changes its behaviour at run time; `GET /_control` reports it with counters that let a
+test prove no payment was charged twice.
+"""
+
+import json
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODES = ("up", "down", "slow")
+DECLINE_TOKEN = "tok_decline"
+
+
+@dataclass
+class FakeGatewayState:
+    """Behaviour and bookkeeping of one fake gateway, guarded by its lock."""
+
+    mode: str = "up"
+    latency_ms: int = 0
+    failure_rate: float = 0.0
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charge_requests: int = 0
+    refunds: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def configure(self, changes: dict[str, Any]) -> None:
+        mode = changes.get("mode", self.mode)
+        latency_ms = changes.get("latency_ms", self.latency_ms)
+        failure_rate = changes.get("failure_rate", self.failure_rate)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if not isinstance(latency_ms, int) or isinstance(latency_ms, bool) or latency_ms < 0:
+            raise ValueError("latency_ms must be an integer >= 0")
+        if not isinstance(failure_rate, int | float) or not 0 <= failure_rate <= 1:
+            raise ValueError("failure_rate must be a number between 0 and 1")
+        with self.lock:
+            self.mode, self.latency_ms, self.failure_rate = mode, latency_ms, float(failure_rate)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            succeeded = sum(1 for c in self.charges.values() if c["status"] == "succeeded")
+            return {
+                "mode": self.mode,
+                "latency_ms": self.latency_ms,
+                "failure_rate": self.failure_rate,
+                "charges": len(self.charges),
+                "charges_succeeded": succeeded,
+                "charge_requests": self.charge_requests,
+                "refunds": self.refunds,
+            }
+
+    def fault(self) -> bool:
+        """Apply the injected latency; return True when this call must fail with a 5xx."""
+        with self.lock:
+            mode, latency_ms, failure_rate = self.mode, self.latency_ms, self.failure_rate
+            unlucky = failure_rate > 0 and self.rng.random() < failure_rate
+        if mode == "slow":
+            time.sleep(latency_ms / 1000)
+        return mode == "down" or unlucky
+
+    def charge(self, payload: dict[str, Any]) -> dict[str, Any]:
+        key = payload["idempotency_key"]
+        with self.lock:
+            self.charge_requests += 1
+            # The same key answers the first charge again: a retry never charges twice.
+            if key not in self.charges:
+                status = "declined" if payload["token"] == DECLINE_TOKEN else "succeeded"
+                self.charges[key] = {"id": f"fake_ch_{uuid.uuid4().hex}", "status": status}
+            return dict(self.charges[key])
+
+    def refund(self) -> dict[str, Any]:
+        with self.lock:
+            self.refunds += 1
+        return {"id": f"fake_re_{uuid.uuid4().hex}", "status": "succeeded"}
+
+
+_CHARGE_FIELDS = {"amount": str, "currency": str, "token": str, "idempotency_key": str}
+_REFUND_FIELDS = {"charge_id": str, "amount": str}
+
+
+def _missing(payload: Any, fields: dict[str, type]) -> list[str]:
+    if not isinstance(payload, dict):
+        return list(fields)
+    return [name for name, kind in fields.items() if not isinstance(payload.get(name), kind)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: FakeGatewayState
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._answer(200, {"status": "ok"})
+        elif self.path == "/_control":
+            self._answer(200, self.state.snapshot())
+        else:
+            self._answer(404, {"error": "not_found"})
+
+    def do_POST(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            payload = json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            self._answer(400, {"error": "malformed_json"})
+            return
+        if self.path == "/_control":
+            try:
+                self.state.configure(payload if isinstance(payload, dict) else {})
+            except ValueError as exc:
+                self._answer(400, {"error": "invalid_request", "detail": str(exc)})
+                return
+            self._answer(200, self.state.snapshot())
+        elif self.path in ("/charges", "/refunds"):
+            fields = _CHARGE_FIELDS if self.path == "/charges" else _REFUND_FIELDS
+            if missing := _missing(payload, fields):
+                self._answer(400, {"error": "invalid_request", "detail": missing})
+            elif self.state.fault():
+                self._answer(503, {"error": "unavailable"})
+            elif self.path == "/charges":
+                self._answer(201, self.state.charge(payload))
+            else:
+                self._answer(201, self.state.refund())
+        else:
+            self._answer(404, {"error": "not_found"})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        content = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: a load test sends thousands of requests."""
+
+
+def fake_gateway_server(*, host: str, port: int) -> ThreadingHTTPServer:
+    """Bind a fake gateway (port 0: any free port); call `serve_forever()` to run it."""
+    handler = type("FakeGatewayHandler", (_Handler,), {"state": FakeGatewayState()})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
