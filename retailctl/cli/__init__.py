@@ -1,39 +1,30 @@
-"""The `retailctl` command-line application."""
+"""The `retailctl` command-line application: option parsing and rendering only.
+
+Every command imports SQLAlchemy, Rich and the core inside its body, so `--help` starts fast.
+"""
 
 import typer
+
+from retailctl.cli.metrics import metrics
+from retailctl.cli.prune import prune
+from retailctl.cli.scenarios import scenarios
+from retailctl.cli.tail import tail
+from retailctl.cli.trace import trace
 
 app = typer.Typer(
     name="retailctl",
     help="Operators' toolkit over the retail backend's database and logs.",
     no_args_is_help=True,
+    # A database URL can hold a password: never print locals in a traceback.
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-
-
-@app.command()
-def metrics() -> None:
-    """Show the KPI table for the last N days."""
-
-
-@app.command()
-def trace() -> None:
-    """Show every log record of one request, oldest first."""
-
-
-@app.command()
-def tail() -> None:
-    """Show the last N log records, optionally following."""
-
-
-@app.command()
-def scenarios() -> None:
-    """Give the verdicts of quality scenarios A1 and A2."""
-
-
-@app.command()
-def prune() -> None:
-    """Delete metrics older than N days, in batches."""
+app.command()(metrics)
+app.command()(trace)
+app.command()(tail)
+app.command()(scenarios)
+app.command()(prune)
 
 
 def main() -> None:

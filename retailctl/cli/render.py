@@ -1,0 +1,151 @@
+"""Rendering shared by the commands: consoles, errors, JSON, log records as plain text."""
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+
+# Fields of a log record shown in a timeline, in this order, when present.
+SALIENT_FIELDS = (
+    "method",
+    "path",
+    "route",
+    "status_code",
+    "duration_ms",
+    "user_id",
+    "ip",
+    "order_id",
+    "product_id",
+    "metric_type",
+    "error",
+    "exc_info",
+)
+_WIDE = 10_000
+
+
+def console(*, stderr: bool = False):
+    """Return a Rich console; off a terminal it has no colour and no 80-column cropping."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(file=stream, highlight=False)
+    return Console(
+        file=stream, highlight=False, no_color=True, width=_WIDE, soft_wrap=True, emoji=False
+    )
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print one clear line on stderr and exit with `code`."""
+    typer.echo(f"retailctl: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    typer.echo(f"retailctl: warning: {message}", err=True)
+
+
+def print_json(document: Any) -> None:
+    """Print one JSON document on stdout, never wrapped."""
+    import orjson
+
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def handled_errors() -> Iterator[None]:
+    """Turn core errors and database failures into SPEC's exit codes, without a traceback."""
+    from retailctl.core.errors import RetailctlError
+
+    try:
+        yield
+    except RetailctlError as exc:
+        fail(str(exc), exc.exit_code)
+    except Exception as exc:
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+        if isinstance(exc, DBAPIError):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            fail(f"database unreachable: {reason}", 3)
+        if isinstance(exc, SQLAlchemyError):
+            fail(f"database error: {type(exc).__name__}", 3)
+        raise
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """Yield an update(done, total) callback drawing a bar on stderr when it is a terminal."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    with Progress(
+        description,
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def plain(value: Any):
+    """Return a Rich Text of a log value: never parsed as markup, control characters gone."""
+    from rich.text import Text
+
+    from retailctl.core.logs import clean_text
+
+    return Text(clean_text(value))
+
+
+def record_details(data: dict[str, Any]) -> str:
+    """Return the salient fields of one record as `key=value` text."""
+    from retailctl.core.logs import clean_text
+
+    parts = []
+    for key in SALIENT_FIELDS:
+        value = data.get(key)
+        if value is None or value == "":
+            continue
+        text = clean_text(value)
+        if key == "exc_info":
+            text = text.strip()[-200:]
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def record_summary(data: dict[str, Any]) -> str:
+    """Return the event, or the message, of a record."""
+    from retailctl.core.logs import clean_text
+
+    event = data.get("event")
+    message = data.get("message")
+    if event and message and message != event:
+        return clean_text(f"{event}: {message}")
+    return clean_text(event or message or "")
+
+
+def record_line(data: dict[str, Any]) -> str:
+    """Return one record as one plain line: time level logger request event details."""
+    from retailctl.core.logs import clean_text
+
+    fields = [
+        clean_text(data.get("timestamp", "-")),
+        clean_text(data.get("level", "-")).upper(),
+        clean_text(data.get("logger", "-")),
+        clean_text(data.get("request_id") or "-"),
+        record_summary(data),
+        record_details(data),
+    ]
+    return " ".join(part for part in fields if part)

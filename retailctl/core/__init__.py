@@ -1,0 +1,1 @@
+"""The read model of retailctl: tables, engine, computations. No Django, Typer or Rich here."""
