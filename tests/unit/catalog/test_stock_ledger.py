@@ -1,0 +1,97 @@
+"""The stock ledger: every stock change writes one movement in its own transaction."""
+
+from decimal import Decimal
+
+import pytest
+from catalog.models import Product, StockMovement
+from catalog.selectors import stock_audit
+from catalog.services import (
+    catalog_seed,
+    product_create,
+    product_stock_decrement,
+    product_stock_increment,
+    product_stock_set,
+)
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def product() -> Product:
+    return product_create(sku="LEDGER-1", name="Ledger", price=Decimal("5.00"), stock=10)
+
+
+def _movements(product: Product) -> list[tuple[int, str, int | None]]:
+    return list(product.movements.order_by("id").values_list("delta", "reason", "order_id"))
+
+
+def test_creating_a_product_opens_its_ledger(product):
+    """A new product's opening stock is its first movement, reason seed."""
+    assert _movements(product) == [(10, "seed", None)]
+
+
+def test_decrement_writes_a_sale_movement(product):
+    """A successful decrement takes the stock and writes a negative sale movement."""
+    assert product_stock_decrement(product_id=product.pk, quantity=3) is True
+    product.refresh_from_db()
+    assert product.stock == 7
+    assert _movements(product)[-1] == (-3, "sale", None)
+
+
+def test_refused_decrement_writes_nothing(product):
+    """Asking for more than is in stock changes neither the stock nor the ledger."""
+    assert product_stock_decrement(product_id=product.pk, quantity=11) is False
+    product.refresh_from_db()
+    assert product.stock == 10
+    assert _movements(product) == [(10, "seed", None)]
+
+
+def test_increment_writes_a_movement_with_its_reason(product):
+    """Giving stock back records why."""
+    product_stock_increment(product_id=product.pk, quantity=2, reason="refund")
+    product.refresh_from_db()
+    assert product.stock == 12
+    assert _movements(product)[-1] == (2, "refund", None)
+
+
+def test_set_writes_the_difference_and_nothing_when_unchanged(product):
+    """An absolute adjustment records the exact delta; a no-op records nothing."""
+    product_stock_set(product=product, stock=4)
+    product_stock_set(product=product, stock=4)
+    assert product.stock == 4
+    assert _movements(product)[-1] == (-6, "adjustment", None)
+    assert len(_movements(product)) == 2
+
+
+def test_seeding_twice_keeps_every_product_consistent():
+    """After seeding (and re-seeding) stock equals the sum of movements everywhere."""
+    catalog_seed(flash_stock=50)
+    catalog_seed(flash_stock=20)
+    audit = stock_audit()
+    assert len(audit) >= 6
+    assert all(row.consistent for row in audit), audit
+    flash = next(row for row in audit if row.sku == "FLASH-001")
+    assert (flash.stock, flash.ledger_total) == (20, 20)
+
+
+def test_the_check_constraint_rejects_negative_stock(product):
+    """Even an unguarded UPDATE cannot take stock below zero: the database refuses it."""
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Product.objects.filter(pk=product.pk).update(stock=F("stock") - 11)
+    product.refresh_from_db()
+    assert product.stock == 10
+
+
+def test_a_movement_cannot_be_zero(product):
+    """A zero delta is refused by the database: the ledger records changes only."""
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StockMovement.objects.create(product=product, delta=0, reason="adjustment")
+
+
+def test_audit_flags_a_change_made_outside_the_services(product):
+    """A stock write that bypasses the ledger shows up as inconsistent."""
+    Product.objects.filter(pk=product.pk).update(stock=9)
+    row = next(row for row in stock_audit() if row.product_id == product.pk)
+    assert (row.stock, row.ledger_total, row.consistent) == (9, 10, False)
