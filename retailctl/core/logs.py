@@ -4,7 +4,6 @@ Log files are `application.log` and its rotated `application.log.1`, `.2`, … (
 `.gz`). Lines are JSON objects (SPEC §3.2); anything else is skipped and counted.
 """
 
-import gzip
 import os
 import re
 import time
@@ -101,8 +100,37 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _open(path: Path) -> BinaryIO:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+class TruncatedGzip(Exception):
+    """A .gz file ended before its end-of-stream marker (or is corrupt)."""
+
+
+def _chunks(path: Path, size: int = _CHUNK) -> Iterator[bytes]:
+    """Yield a log file's bytes, decompressing .gz incrementally.
+
+    Decompressing by hand (not gzip.open) hands out everything before the damage of a
+    truncated or corrupt file, then raises TruncatedGzip.
+    """
+    with open(path, "rb") as stream:
+        if path.suffix != ".gz":
+            while chunk := stream.read(size):
+                yield chunk
+            return
+        inflater = zlib.decompressobj(wbits=31)
+        while compressed := stream.read(1024 * 1024):
+            while compressed:
+                try:
+                    data = inflater.decompress(compressed)
+                except zlib.error as exc:
+                    raise TruncatedGzip(f"corrupt: {exc}") from None
+                if data:
+                    yield data
+                compressed = b""
+                if inflater.eof and inflater.unused_data:
+                    # Concatenated gzip members are one valid file.
+                    compressed = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+        if not inflater.eof:
+            raise TruncatedGzip("ended before the end-of-stream marker")
 
 
 @dataclass
@@ -117,15 +145,12 @@ class TraceResult:
 
 
 def _scan_for(
-    stream: BinaryIO, needle: bytes, on_line: Callable[[bytes, int], None], advance
+    chunks: Iterator[bytes], needle: bytes, on_line: Callable[[bytes, int], None], advance
 ) -> None:
     """Call on_line for every whole line holding `needle`; parse nothing else."""
     carry = b""
-    base = 0  # file offset of carry[0]
-    while True:
-        chunk = stream.read(_CHUNK)
-        if not chunk:
-            break
+    base = 0  # offset of carry[0] in the (decompressed) file
+    for chunk in chunks:
         advance(len(chunk))
         buf = carry + chunk
         end = buf.rfind(b"\n") + 1
@@ -182,9 +207,8 @@ def trace_search(
                 found.append((record.timestamp or _EARLIEST, index, offset, record))
 
         try:
-            with _open(path) as stream:
-                _scan_for(stream, needle, on_line, advance)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            _scan_for(_chunks(path), needle, on_line, advance)
+        except TruncatedGzip as exc:
             result.warnings.append(f"{path.name} is truncated or corrupt ({exc}); read what it has")
         except OSError as exc:
             result.warnings.append(f"{path.name} could not be read: {exc.strerror or exc}")
@@ -227,10 +251,15 @@ def _lines_reversed(path: Path, block: int = 256 * 1024) -> Iterator[tuple[bytes
 
 def _lines_forward(path: Path) -> Iterator[tuple[bytes, int]]:
     offset = 0
-    with _open(path) as stream:
-        for line in stream:
-            yield line.rstrip(b"\n"), offset
-            offset += len(line)
+    pending = b""
+    for chunk in _chunks(path):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line, offset
+            offset += len(line) + 1
+    if pending:
+        yield pending, offset
 
 
 def record_matches(record: dict[str, Any], *, min_level: int, request_id: str | None) -> bool:
@@ -291,7 +320,7 @@ def tail_records(
                     from_file.append(LogRecord(data=data, file=path.name, offset=offset))
                     if path.suffix != ".gz" and len(picked) + len(from_file) >= count:
                         break
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        except TruncatedGzip as exc:
             result.warnings.append(f"{path.name} is truncated or corrupt ({exc}); read what it has")
         for record in from_file:
             picked.append((record.timestamp or _EARLIEST, index, record.offset, record))

@@ -318,3 +318,43 @@ def recent_errors(conn: Connection, *, limit: int = 10, now: datetime | None = N
             )
         )
     return errors
+
+
+@dataclass(frozen=True)
+class LifetimeTotals:
+    """Counts since the oldest kept row: the counters of /metrics/prometheus."""
+
+    orders_paid: int
+    refunds: int
+    rows_by_type: dict[str, int]
+    requests_by_status_class: dict[str, int]
+
+
+def lifetime_totals(conn: Connection) -> LifetimeTotals:
+    """Return all-time counts from the business tables and the rollup."""
+    r, o, rf = t.metric_rollup, t.order, t.refund
+    by_type = {
+        kind: int(n)
+        for kind, n in conn.execute(
+            select(r.c.metric_type, func.sum(r.c.samples)).group_by(r.c.metric_type)
+        )
+    }
+    classes = {
+        status_class: int(n)
+        for status_class, n in conn.execute(
+            select(r.c.status_class, func.sum(r.c.samples))
+            .where(r.c.metric_type == AVG_RESPONSE_TIME)
+            .group_by(r.c.status_class)
+        )
+        if n
+    }
+    orders_paid = conn.execute(
+        select(func.count()).where(o.c.status.in_(PAID_STATUSES), o.c.paid_at.is_not(None))
+    ).scalar_one()
+    refunds = conn.execute(select(func.count()).where(rf.c.status == "succeeded")).scalar_one()
+    return LifetimeTotals(
+        orders_paid=int(orders_paid),
+        refunds=int(refunds),
+        rows_by_type=by_type,
+        requests_by_status_class=classes,
+    )

@@ -1,0 +1,88 @@
+"""Read-side selectors of the staff pages: the same retailctl core functions as the CLI.
+
+The engine is built from Django's DATABASES setting, so the dashboard, /metrics/api/ and
+`retailctl metrics` run identical queries over identical data.
+"""
+
+import sqlite3
+import threading
+from typing import Any
+
+from django.conf import settings
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from retailctl.core.metrics import (
+    LifetimeTotals,
+    MetricsReport,
+    RecentError,
+    lifetime_totals,
+    metrics_summary,
+    recent_errors,
+)
+from retailctl.core.scenarios import scenarios_verify
+
+_engines: dict[tuple, Engine] = {}
+_lock = threading.Lock()
+
+
+def _engine() -> Engine:
+    db = settings.DATABASES["default"]
+    key = (db["ENGINE"], db["NAME"], db.get("USER"), db.get("HOST"), db.get("PORT"))
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = _engine_for(db)
+        return engine
+
+
+def _engine_for(db: dict[str, Any]) -> Engine:
+    name = str(db["NAME"])
+    if db["ENGINE"].endswith("sqlite3"):
+        if name.startswith("file:"):
+            # The test runner's shared in-memory database is reachable only by URI.
+            return create_engine(
+                "sqlite://",
+                creator=lambda: sqlite3.connect(name, uri=True, check_same_thread=False),
+                poolclass=NullPool,
+            )
+        return create_engine(URL.create("sqlite", database=name), connect_args={"timeout": 20})
+    url = URL.create(
+        "postgresql+psycopg",
+        username=db.get("USER") or None,
+        password=db.get("PASSWORD") or None,
+        host=db.get("HOST") or None,
+        port=int(db["PORT"]) if db.get("PORT") else None,
+        database=name,
+    )
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+
+
+def metrics_report(*, days: int) -> MetricsReport:
+    """Return the KPI report of the last `days` days (as `retailctl metrics`)."""
+    with _engine().connect() as conn:
+        return metrics_summary(conn, days=days)
+
+
+def metrics_document(*, days: int) -> dict[str, Any]:
+    """Return SPEC §4's metrics document (as `retailctl metrics --json`)."""
+    return metrics_report(days=days).to_document()
+
+
+def metrics_recent_errors(*, limit: int = 10) -> list[RecentError]:
+    """Return the latest recorded errors, newest first."""
+    with _engine().connect() as conn:
+        return recent_errors(conn, limit=limit)
+
+
+def metrics_lifetime() -> LifetimeTotals:
+    """Return all-time totals for the Prometheus counters."""
+    with _engine().connect() as conn:
+        return lifetime_totals(conn)
+
+
+def scenarios_document(*, days: int) -> dict[str, dict[str, Any]]:
+    """Return the A1/A2 verdicts (as `retailctl scenarios --json`)."""
+    with _engine().connect() as conn:
+        return scenarios_verify(conn, days=days)

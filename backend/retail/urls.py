@@ -1,0 +1,14 @@
+"""URLs of the staff metrics pages (SPEC §3.3), mounted under /metrics/."""
+
+from django.urls import path
+
+from retail import views
+
+app_name = "metrics"
+
+urlpatterns = [
+    path("dashboard/", views.metrics_dashboard, name="dashboard"),
+    path("quality-scenarios/", views.quality_scenarios, name="quality_scenarios"),
+    path("api/", views.metrics_api, name="api"),
+    path("prometheus", views.metrics_prometheus, name="prometheus"),
+]

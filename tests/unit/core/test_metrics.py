@@ -1,0 +1,165 @@
+"""The KPI summary: rollups give the raw rows' answers, business KPIs come from business tables."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from retailctl.core import tables as t
+from retailctl.core.errors import UsageError
+from retailctl.core.metrics import metrics_summary
+from retailctl.core.sketch import exact_quantile
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _raw_expectation(engine, days):
+    """Compute the traffic KPIs the slow way: every raw row of the window."""
+    start = datetime.combine(NOW.date() - timedelta(days=days - 1), datetime.min.time(), UTC)
+    with engine.connect() as conn:
+        raw = conn.execute(select(t.metric.c.metric_type, t.metric.c.value, t.metric.c.recorded_at))
+        kept = [(kind, value) for kind, value, at in raw if start <= at < NOW]
+    latencies = [value for kind, value in kept if kind == "avg_response_time"]
+    return {
+        "requests": len(latencies),
+        "errors": sum(1 for kind, _ in kept if kind == "error_rate"),
+        "conflicts": sum(1 for kind, _ in kept if kind == "stock_conflicts"),
+        "throttled": sum(1 for kind, _ in kept if kind == "throttled_requests"),
+        "avg": sum(latencies) / len(latencies) if latencies else None,
+        "p95": exact_quantile(latencies, 0.95),
+        "p99": exact_quantile(latencies, 0.99),
+    }
+
+
+def test_rollup_answers_equal_raw_rows(rows, engine):
+    """Plain-SQL rows, future rows, old rows, updates and deletes all count exactly as raw."""
+    rng = random.Random(5)
+    batch = []
+    for _ in range(3000):
+        at = NOW - timedelta(seconds=rng.uniform(0, 10 * 86400))
+        kind = rng.choice(["avg_response_time"] * 6 + ["error_rate", "stock_conflicts"])
+        value = rng.lognormvariate(3, 1) if kind == "avg_response_time" else 1.0
+        path = rng.choice(["/api/products/", "/api/orders/", None])
+        meta = {"path": path, "status_code": rng.choice([200, 201, 404, 503])} if path else None
+        batch.append((kind, value, meta, at))
+    batch.append(("avg_response_time", 99999.0, {"path": "/late/"}, NOW + timedelta(seconds=5)))
+    batch.append(("throttled_requests", 1.0, None, NOW - timedelta(minutes=1)))
+    rows.metrics(batch)
+    rows.execute("DELETE FROM retail_metric WHERE id % 7 = 0")
+    rows.execute("UPDATE retail_metric SET value = value * 2 WHERE id % 11 = 0")
+    expected = _raw_expectation(engine, 7)
+    with engine.connect() as conn:
+        kpis = metrics_summary(conn, days=7, now=NOW).kpis
+    assert kpis["requests_total"] == expected["requests"]
+    assert kpis["errors_total"] == expected["errors"]
+    assert kpis["stock_conflicts"] == expected["conflicts"]
+    assert kpis["throttled_requests"] == expected["throttled"] == 1
+    assert kpis["avg_response_time_ms"] == pytest.approx(expected["avg"], abs=5e-4)
+    assert kpis["p95_response_time_ms"] == pytest.approx(expected["p95"], rel=0.01)
+    assert kpis["p99_response_time_ms"] == pytest.approx(expected["p99"], rel=0.01)
+    assert kpis["error_rate"] == pytest.approx(
+        100 * expected["errors"] / expected["requests"], abs=1e-3
+    )
+
+
+def test_business_kpis_and_daily_series(rows, engine):
+    """Orders paid, refunds made and payment success come from the business tables, per UTC day."""
+    yesterday = NOW - timedelta(days=1)
+    paid_today = rows.order(paid_at=NOW - timedelta(minutes=5))
+    rows.order(paid_at=yesterday)
+    refunded = rows.order(status="refunded", paid_at=yesterday)
+    rows.order(status="payment_failed")
+    rows.order(paid_at=NOW - timedelta(days=30))
+    rows.refund(refunded, completed_at=NOW - timedelta(minutes=1))
+    at = NOW - timedelta(minutes=2)
+    rows.payment(paid_today, status="succeeded", at=at)
+    for status in ["declined", "failed", "rejected_open_circuit", "pending"]:
+        rows.payment(rows.order(status="payment_failed"), status=status, at=at)
+    with engine.connect() as conn:
+        report = metrics_summary(conn, days=7, now=NOW)
+    kpis = report.kpis
+    assert kpis["orders_total"] == 3
+    assert kpis["orders_per_day"] == pytest.approx(3 / 7, abs=1e-3)
+    assert kpis["refunds_total"] == 1
+    assert kpis["payment_success_rate"] == pytest.approx(100 / 3, abs=1e-3)
+    assert [day["date"] for day in report.daily][-1] == NOW.date().isoformat()
+    assert len(report.daily) == 7
+    by_date = {day["date"]: day for day in report.daily}
+    assert by_date[yesterday.date().isoformat()]["orders"] == 2
+    assert by_date[NOW.date().isoformat()]["refunds"] == 1
+
+
+def test_payment_success_rate_counts_declines_not_breaker_rejections(rows, engine):
+    """Success rate = succeeded / (succeeded + declined + failed), in percent."""
+    for status in ["succeeded"] * 3 + ["declined", "rejected_open_circuit"]:
+        order_id = rows.order(paid_at=NOW - timedelta(minutes=1))
+        rows.payment(order_id, status=status, at=NOW - timedelta(minutes=1))
+    with engine.connect() as conn:
+        kpis = metrics_summary(conn, days=1, now=NOW).kpis
+    assert kpis["payment_success_rate"] == 75.0
+
+
+def test_empty_window_gives_zeros_and_nulls(engine):
+    """With no rows every count is 0 and every rate or latency is null (SPEC §4)."""
+    with engine.connect() as conn:
+        document = metrics_summary(conn, days=3, now=NOW).to_document()
+    assert document["window"]["days"] == 3
+    assert document["kpis"] == {
+        "orders_total": 0,
+        "orders_per_day": 0.0,
+        "refunds_total": 0,
+        "refunds_per_day": 0.0,
+        "requests_total": 0,
+        "errors_total": 0,
+        "error_rate": 0.0,
+        "payment_success_rate": None,
+        "avg_response_time_ms": None,
+        "p95_response_time_ms": None,
+        "p99_response_time_ms": None,
+        "circuit_breaker_state": None,
+        "stock_conflicts": 0,
+        "throttled_requests": 0,
+    }
+    assert [set(day) for day in document["daily"]] == [
+        {"date", "orders", "refunds", "requests", "errors"}
+    ] * 3
+
+
+def test_breaker_state_is_the_latest_change(rows, engine):
+    """circuit_breaker_state is the `to` state of the latest row before the window's end."""
+    rows.metric(
+        "circuit_breaker_state", 1, {"from": "closed", "to": "open"}, NOW - timedelta(minutes=3)
+    )
+    rows.metric(
+        "circuit_breaker_state", 2, {"from": "open", "to": "half_open"}, NOW - timedelta(minutes=2)
+    )
+    rows.metric(
+        "circuit_breaker_state",
+        0,
+        {"from": "half_open", "to": "closed"},
+        NOW + timedelta(minutes=1),
+    )
+    with engine.connect() as conn:
+        assert metrics_summary(conn, days=1, now=NOW).kpis["circuit_breaker_state"] == "half_open"
+
+
+def test_slowest_and_error_routes(rows, engine):
+    """Routes are ranked by p95 and by error count."""
+    at = NOW - timedelta(minutes=1)
+    rows.metrics(
+        [("avg_response_time", 500.0, {"route": "/slow/", "path": "/slow/1"}, at)] * 3
+        + [("avg_response_time", 5.0, {"path": "/fast/"}, at)] * 5
+        + [("error_rate", 1.0, {"path": "/fast/", "status_code": 404}, at)] * 2
+    )
+    with engine.connect() as conn:
+        report = metrics_summary(conn, days=1, now=NOW)
+    assert [r.route for r in report.slowest_routes] == ["/slow/", "/fast/"]
+    assert report.slowest_routes[0].p95_ms == pytest.approx(500, rel=0.01)
+    assert [(r.route, r.errors) for r in report.error_routes] == [("/fast/", 2)]
+
+
+def test_days_below_one_is_a_usage_error(engine):
+    """--days 0 is refused."""
+    with engine.connect() as conn, pytest.raises(UsageError):
+        metrics_summary(conn, days=0)
