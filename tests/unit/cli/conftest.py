@@ -1,0 +1,15 @@
+"""Reuse the read-model fixtures (migrated databases, row writers) of tests/unit/core."""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "_read_model_fixtures", Path(__file__).parents[1] / "core" / "conftest.py"
+)
+_fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fixtures)
+
+sqlite_template = _fixtures.sqlite_template
+postgres_session_url = _fixtures.postgres_session_url
+database_url = _fixtures.database_url
+rows = _fixtures.rows

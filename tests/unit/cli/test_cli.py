@@ -1,0 +1,182 @@
+"""Every retailctl command through Typer's CliRunner: output, JSON purity and exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from retailctl.cli import app
+
+runner = CliRunner()
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def _log(path: Path, *records: dict) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _record(second: int, message: str, request_id: str = "rid-1", **extra) -> dict:
+    return {
+        "timestamp": f"2026-11-28T10:00:{second:02d}.000+00:00",
+        "level": "INFO",
+        "logger": "retail.request",
+        "message": message,
+        "request_id": request_id,
+        **extra,
+    }
+
+
+def test_metrics_json_is_the_spec_document_and_nothing_else(database_url, rows):
+    """metrics --json prints exactly one JSON document with SPEC's keys."""
+    rows.metric("avg_response_time", 12.0, {"path": "/api/products/", "status_code": 200})
+    rows.metric("error_rate", 1.0, {"path": "/x/", "status_code": 404})
+    result = invoke("metrics", "--days", "2", "--json", "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert set(document) == {"window", "kpis", "daily"}
+    assert document["kpis"]["requests_total"] == 1
+    assert document["kpis"]["errors_total"] == 1
+    assert document["kpis"]["error_rate"] == 100.0
+    assert len(document["daily"]) == 2
+
+
+def test_metrics_table_is_plain_and_uncropped_off_a_terminal(database_url, rows):
+    """The Rich view off a terminal has no colour codes and does not crop long routes."""
+    route = "/api/" + "very-long-route-segment/" * 8
+    rows.metric("avg_response_time", 40.0, {"path": route, "status_code": 200})
+    result = invoke("metrics", "--database-url", database_url)
+    assert result.exit_code == 0
+    assert "\x1b[" not in result.stdout
+    assert route in result.stdout
+    for heading in ("KPIs", "Daily trend", "Slowest routes (p95)", "Top error routes"):
+        assert heading in result.stdout
+
+
+def test_scenarios_exit_codes(database_url, rows):
+    """scenarios exits 0 when nothing fails and 1 when a scenario FAILs."""
+    ok = invoke("scenarios", "--json", "--database-url", database_url)
+    assert ok.exit_code == 0
+    assert json.loads(ok.stdout)["A2"]["status"] == "NO_DATA"
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    rows.payment(rows.order(status="payment_failed"), status="declined", at=at)
+    failed = invoke("scenarios", "--database-url", database_url)
+    assert failed.exit_code == 1
+    assert "FAIL" in failed.stdout and "payment_success_rate = 0.0" in failed.stdout
+
+
+def test_prune_dry_run_then_delete(database_url, rows):
+    """prune --dry-run counts; prune deletes and says how many; --json is its document."""
+    old = datetime.now(UTC) - timedelta(days=100)
+    rows.metrics([("avg_response_time", 1.0, None, old)] * 3 + [("error_rate", 1.0, None, None)])
+    dry = invoke("prune", "--dry-run", "--database-url", database_url)
+    assert dry.exit_code == 0
+    assert dry.stdout.startswith("Would delete 3 metric row(s)")
+    done = invoke("prune", "--json", "--batch-size", "2", "--database-url", database_url)
+    assert done.exit_code == 0
+    document = json.loads(done.stdout)
+    assert (document["deleted"], document["batches"], document["older_than_days"]) == (3, 2, 90)
+
+
+def test_trace_timeline_json_and_exit_codes(tmp_path):
+    """trace prints the timeline (exit 0), raw JSON lines, exit 1 on no match, 2 on a bad ID."""
+    _log(
+        tmp_path / "application.log",
+        _record(1, "start", event="http.request", method="GET", path="/api/x/"),
+        _record(2, "\x1b[2J[bold red]pwned[/]", event="http.response", status_code=200),
+        _record(3, "someone else", request_id="rid-2"),
+    )
+    shown = invoke("trace", "rid-1", "--log-dir", str(tmp_path))
+    assert shown.exit_code == 0, shown.output
+    assert "http.request" in shown.stdout and "1,000.0" in shown.stdout
+    assert "[bold red]pwned[/]" in shown.stdout and "\x1b" not in shown.stdout
+    assert "someone else" not in shown.stdout
+    raw = invoke("trace", "rid-1", "--json", "--log-dir", str(tmp_path))
+    assert [json.loads(line)["message"] for line in raw.stdout.splitlines()] == [
+        "start",
+        "\x1b[2J[bold red]pwned[/]",
+    ]
+    missing = invoke("trace", "rid-404", "--log-dir", str(tmp_path))
+    assert missing.exit_code == 1
+    assert "no log record with request ID rid-404" in missing.stderr
+    bad = invoke("trace", "bad id!", "--log-dir", str(tmp_path))
+    assert bad.exit_code == 2
+    assert "invalid request ID" in bad.stderr
+
+
+def test_tail_last_records_with_filters(tmp_path):
+    """tail -n N prints the last N matching records as plain lines."""
+    _log(
+        tmp_path / "application.log",
+        *[_record(i, f"m{i}", level="WARNING" if i % 2 else "INFO") for i in range(10)],
+    )
+    result = invoke("tail", "-n", "2", "--level", "warning", "--log-dir", str(tmp_path))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "m7" in lines[0] and "m9" in lines[1]
+    assert invoke("tail", "--level", "LOUD", "--log-dir", str(tmp_path)).exit_code == 2
+
+
+def test_unreachable_database_and_missing_log_dir_exit_3(tmp_path):
+    """An unreachable database or missing log directory: exit 3, one line, no traceback."""
+    for args in (
+        ("metrics", "--database-url", f"sqlite:///{tmp_path}/missing.sqlite3"),
+        ("scenarios", "--database-url", "postgresql://u:secret@127.0.0.1:1/x"),
+        ("prune", "--database-url", f"sqlite:///{tmp_path}/missing.sqlite3"),
+        ("trace", "abc", "--log-dir", str(tmp_path / "nope")),
+        ("tail", "--log-dir", str(tmp_path / "nope")),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 3, (args, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.output and "secret" not in result.stderr
+
+
+def test_usage_errors_exit_2():
+    """Bad options are usage errors."""
+    assert invoke("metrics", "--days", "0").exit_code == 2
+    assert invoke("prune", "--older-than-days", "-1").exit_code == 2
+    assert invoke("metrics", "--nope").exit_code == 2
+
+
+def test_help_starts_fast():
+    """`retailctl --help` starts in under 0.3 s: heavy modules are imported lazily."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "retailctl", "--help"]
+    subprocess.run(command, cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+    best = min(
+        _timed(lambda: subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True))
+        for _ in range(3)
+    )
+    assert best < 0.3, f"--help took {best:.3f}s"
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, retailctl.cli; print(sorted(sys.modules))"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "sqlalchemy" not in loaded and "'rich'" not in loaded
+
+
+def _timed(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("command", ["metrics", "trace", "tail", "scenarios", "prune"])
+def test_every_command_takes_database_url_and_log_dir(command):
+    """SPEC §4: all commands accept --database-url and --log-dir."""
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "--database-url" in result.stdout and "--log-dir" in result.stdout

@@ -1,0 +1,91 @@
+"""Staff metrics pages: access control, the API equals the core, Prometheus parses."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from retail import selectors
+from retail.models import Metric
+
+from retailctl.core.metrics import metrics_summary
+
+PAGES = ["/metrics/dashboard/", "/metrics/quality-scenarios/"]
+MACHINE = ["/metrics/api/?days=7", "/metrics/prometheus"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def staff_client(client):
+    user = get_user_model().objects.create_user("boss", password="pw-unused-77", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def traffic():
+    Metric.objects.create(
+        metric_type="avg_response_time",
+        value=20.0,
+        metadata={"path": "/api/x/", "status_code": 200},
+    )
+    Metric.objects.create(
+        metric_type="avg_response_time",
+        value=80.0,
+        metadata={"path": "/api/y/", "status_code": 503},
+    )
+    Metric.objects.create(
+        metric_type="error_rate", value=1, metadata={"path": "/api/y/", "status_code": 503}
+    )
+    Metric.objects.create(
+        metric_type="circuit_breaker_state", value=1, metadata={"from": "closed", "to": "open"}
+    )
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_redirect_anonymous_to_login_and_refuse_non_staff(client, url):
+    """Anonymous users are sent to the login page; non-staff never see data."""
+    anonymous = client.get(url)
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    user = get_user_model().objects.create_user("shopper", password="pw-unused-77")
+    client.force_login(user)
+    assert client.get(url).status_code in (302, 403)
+
+
+@pytest.mark.parametrize("url", MACHINE)
+def test_machine_endpoints_need_staff_or_the_bearer_token(client, settings, url):
+    """/metrics/api/ and /metrics/prometheus answer 401 without credentials, 200 with the token."""
+    settings.RETAIL_METRICS_TOKEN = "s3cret-token"
+    assert client.get(url).status_code == 401
+    assert client.get(url, HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get(url, HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+    settings.RETAIL_METRICS_TOKEN = None
+    assert client.get(url, HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 401
+
+
+def test_dashboard_and_scenarios_render_for_staff(staff_client, traffic):
+    """The dashboard shows KPI cards, health, an inline SVG chart; scenarios show verdicts."""
+    page = staff_client.get("/metrics/dashboard/").content.decode()
+    for text in ("Error rate", "Payment breaker", "<svg", "Recent errors", "/api/y/", "open"):
+        assert text in page
+    assert "http://" not in page and "https://" not in page  # no CDN
+    scenarios = staff_client.get("/metrics/quality-scenarios/").content.decode()
+    assert "A1" in scenarios and "A2" in scenarios and "NO_DATA" in scenarios
+
+
+def test_api_equals_the_core_document(staff_client, traffic):
+    """/metrics/api/?days=7 answers what retailctl's core computes (window end aside)."""
+    # First the core, then the API: the API request records its own metrics afterwards.
+    with selectors._engine().connect() as conn:
+        expected = metrics_summary(conn, days=7).to_document()
+    answer = staff_client.get("/metrics/api/?days=7").json()
+    answer["window"].pop("end")
+    expected["window"].pop("end")
+    assert answer == expected
+    assert answer["kpis"]["requests_total"] == 2
+    assert answer["kpis"]["error_rate"] == 50.0
+    assert answer["kpis"]["circuit_breaker_state"] == "open"
+
+
+def test_api_rejects_bad_days(staff_client):
+    """days must be an integer from 1 to 3650."""
+    assert staff_client.get("/metrics/api/?days=zero").status_code == 400
+    assert staff_client.get("/metrics/api/?days=0").status_code == 400
