@@ -1,8 +1,8 @@
 """Drive known traffic through the real WSGI stack (run as a subprocess by the e2e tests).
 
 `drive`: migrate, seed, then orders, declines, a refund, 404s and browsing, each with its
-own X-Request-ID; prints what was done as JSON. `api`: print /metrics/api/?days=7 as
-answered to the bearer token (days defaults to 7) (run with RETAIL_OBSERVABILITY=off so it records nothing).
+own X-Request-ID; prints what was done as JSON. `api`: print /metrics/api/ (days=7) as
+answered to the bearer token; run it with RETAIL_OBSERVABILITY=off so it records nothing.
 """
 
 import json
@@ -15,7 +15,6 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
-
 from retail.metrics import flush_metrics  # noqa: E402
 from retail.wsgi_client import wsgi_call  # noqa: E402
 
