@@ -28,6 +28,7 @@ class FakeGatewayState:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     charge_requests: int = 0
     refunds: int = 0
+    in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -55,6 +56,7 @@ class FakeGatewayState:
                 "charges_succeeded": succeeded,
                 "charge_requests": self.charge_requests,
                 "refunds": self.refunds,
+                "in_flight": self.in_flight,
             }
 
     def fault(self) -> bool:
@@ -122,12 +124,19 @@ class _Handler(BaseHTTPRequestHandler):
             fields = _CHARGE_FIELDS if self.path == "/charges" else _REFUND_FIELDS
             if missing := _missing(payload, fields):
                 self._answer(400, {"error": "invalid_request", "detail": missing})
-            elif self.state.fault():
-                self._answer(503, {"error": "unavailable"})
-            elif self.path == "/charges":
-                self._answer(201, self.state.charge(payload))
-            else:
-                self._answer(201, self.state.refund())
+                return
+            with self.state.lock:
+                self.state.in_flight += 1
+            try:
+                if self.state.fault():
+                    self._answer(503, {"error": "unavailable"})
+                elif self.path == "/charges":
+                    self._answer(201, self.state.charge(payload))
+                else:
+                    self._answer(201, self.state.refund())
+            finally:
+                with self.state.lock:
+                    self.state.in_flight -= 1
         else:
             self._answer(404, {"error": "not_found"})
 
