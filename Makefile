@@ -44,7 +44,7 @@ bench: setup ## Run the benchmarks under bench/
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 serve: migrate ## Serve the backend with gunicorn (2 workers) on 127.0.0.1:8000
-	$(VENV)/bin/gunicorn --chdir backend --workers 2 --bind 127.0.0.1:8000 config.wsgi:application
+	$(VENV)/bin/gunicorn -c backend/config/gunicorn.py --chdir backend --workers 2 --bind 127.0.0.1:8000 config.wsgi:application
 
 lint: setup ## Check style with ruff
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,42 @@ from collections.abc import Iterator
 import pytest
 
 POSTGRES_URL_VAR = "RETAIL_TEST_POSTGRES_URL"
+
+
+def _log_to_session_directory() -> str:
+    """Point the JSON logs of in-process tests at a temporary directory, not `logs/`.
+
+    pytest-django has imported the settings and configured logging before this module
+    loads, so the directory is swapped in the settings and logging is configured again;
+    the first configuration touched no file (the handler opens it at its first write).
+    Server processes started by tests inherit `RETAIL_LOG_DIR` unless given their own.
+    """
+    import logging.config
+    import tempfile
+    from pathlib import Path
+
+    from django.conf import settings
+
+    log_dir = tempfile.mkdtemp(prefix="retail-test-logs-")
+    os.environ["RETAIL_LOG_DIR"] = log_dir
+    settings.RETAIL_LOG_DIR = Path(log_dir)
+    settings.LOGGING["handlers"]["json"]["filename"] = str(Path(log_dir) / "application.log")
+    logging.config.dictConfig(settings.LOGGING)
+    return log_dir
+
+
+TEST_LOG_DIR = _log_to_session_directory()
+
+
+@pytest.fixture(autouse=True)
+def _synchronous_observability() -> Iterator[None]:
+    """Write metric rows and log lines in the calling thread, so tests see them at once."""
+    from retail.logging import set_synchronous_logging
+    from retail.metrics import set_synchronous_metrics
+
+    set_synchronous_metrics(True)
+    set_synchronous_logging(True)
+    yield
 _DATABASE_FIXTURES = {
     "db",
     "transactional_db",

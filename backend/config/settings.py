@@ -168,6 +168,41 @@ RETAIL_LOG_MAX_BYTES = _env_int("RETAIL_LOG_MAX_BYTES", 50 * 1024 * 1024)
 RETAIL_LOG_BACKUPS = _env_int("RETAIL_LOG_BACKUPS", 10)
 RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lower() != "off"
 
+# --- observability: request logging and JSON logs (README "Logs and request IDs") ---
+# Paths the middleware neither logs nor measures (an entry ending in "/" is a prefix);
+# they still get an X-Request-ID.
+RETAIL_OBSERVABILITY_EXCLUDED_PATHS = ["/healthz", "/readyz", "/favicon.ico", f"/{STATIC_URL}"]
+# The client address in http.request/http.response records (personal data in the EU).
+RETAIL_LOG_CLIENT_IP = _env_bool("RETAIL_LOG_CLIENT_IP", default=True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "retail.logging.RequestIDFilter"},
+        "skip_observed_requests": {"()": "retail.logging.SkipObservedRequestsFilter"},
+    },
+    "formatters": {"json": {"()": "retail.logging.JsonFormatter"}},
+    "handlers": {
+        # One handler, two outputs: each record is formatted once, then written to
+        # stdout and (rotating, multi-process safe, gzip) to application.log.
+        "json": {
+            "()": "retail.logging.JsonLinesHandler",
+            "filename": str(RETAIL_LOG_DIR / "application.log"),
+            "max_bytes": RETAIL_LOG_MAX_BYTES,
+            "backups": RETAIL_LOG_BACKUPS,
+            "formatter": "json",
+            "filters": ["request_id"],
+        },
+    },
+    "root": {"handlers": ["json"], "level": "INFO"},
+    "loggers": {
+        # Django's own console and mail_admins handlers are replaced by the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"filters": ["skip_observed_requests"], "propagate": True},
+    },
+}
+
 RETAIL_PAYMENT_GATEWAY_URL = os.environ.get("RETAIL_PAYMENT_GATEWAY_URL", "").strip() or None
 RETAIL_GATEWAY_TIMEOUT_SECONDS = _env_float("RETAIL_GATEWAY_TIMEOUT_SECONDS", 2.0)
 RETAIL_BREAKER_FAIL_MAX = _env_int("RETAIL_BREAKER_FAIL_MAX", 5)

@@ -1,27 +1,186 @@
-"""Request-ID middleware: every request gets an ID, every response carries it."""
+"""Request observability: request ID, `http.request`/`http.response` records, request metrics."""
 
+import logging
 import re
+import sys
+import time
 import uuid
+from typing import Any
 
-from retail.context import request_id_var
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.signals import got_request_exception
+from django.utils.functional import SimpleLazyObject, empty
+
+from retail.context import request_id_var, trace_id_var
+from retail.logging import log_event
+from retail.metrics import AVG_RESPONSE_TIME, ERROR_RATE, record_metric
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# W3C Trace Context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_PARENT_ID = "0" * 16
+_EXC_INFO_ATTR = "retail_exc_info"
+_http_logger = logging.getLogger("retail.http")
+
+
+def _remember_exception(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    # Django sends this while the exception is being handled; the middleware logs it once,
+    # in the request's `http.response` record, instead of Django logging it again.
+    if request is not None:
+        setattr(request, _EXC_INFO_ATTR, sys.exc_info())
+
+
+got_request_exception.connect(_remember_exception, dispatch_uid="retail.middleware.exc_info")
+
+
+def request_id_from(inbound: str | None) -> str:
+    """Return the inbound ID when it matches SPEC's pattern, otherwise a fresh UUID4."""
+    if inbound and _VALID_REQUEST_ID.fullmatch(inbound):
+        return inbound
+    return str(uuid.uuid4())
+
+
+def trace_id_from(traceparent: str | None) -> str | None:
+    """Return the trace ID of a valid W3C `traceparent` header, else None."""
+    if not traceparent:
+        return None
+    match = _TRACEPARENT.fullmatch(traceparent.strip())
+    if match is None:
+        return None
+    trace_id, parent_id = match.groups()
+    if trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_PARENT_ID:
+        return None
+    return trace_id
+
+
+def _user_id(request: Any) -> Any:
+    # Read after the view: DRF's authentication replaces `request.user`. A lazy user the
+    # view never touched stays unevaluated, so logging adds no session read and no
+    # `Vary: Cookie`.
+    user = request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject):
+        user = user._wrapped
+        if user is empty:
+            return None
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.pk
+
+
+def _route(request: Any) -> str | None:
+    match = getattr(request, "resolver_match", None)
+    return match.route if match is not None else None
 
 
 class ObservabilityMiddleware:
-    """Bind a request ID for the request's duration and return it in `X-Request-ID`."""
+    """Bind a request ID, log and measure the request, return the ID in `X-Request-ID`."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.enabled = settings.RETAIL_OBSERVABILITY
+        self.log_client_ip = settings.RETAIL_LOG_CLIENT_IP
+        excluded = settings.RETAIL_OBSERVABILITY_EXCLUDED_PATHS
+        self.excluded_prefixes = tuple(path for path in excluded if path.endswith("/"))
+        self.excluded_paths = frozenset(path for path in excluded if not path.endswith("/"))
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        inbound = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = inbound if _VALID_REQUEST_ID.match(inbound) else str(uuid.uuid4())
-        token = request_id_var.set(request_id)
+        if self.is_async:
+            return self.__acall__(request)
+        request_id, tokens = self._bind(request)
         try:
-            response = self.get_response(request)
+            if self._observed(request):
+                started = self._start(request)
+                response = self.get_response(request)
+                self._finish(request, response, started)
+            else:
+                response = self.get_response(request)
         finally:
-            request_id_var.reset(token)
+            trace_id_var.reset(tokens[1])
+            request_id_var.reset(tokens[0])
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+    async def __acall__(self, request):
+        request_id, tokens = self._bind(request)
+        try:
+            if self._observed(request):
+                started = self._start(request)
+                response = await self.get_response(request)
+                self._finish(request, response, started)
+            else:
+                response = await self.get_response(request)
+        finally:
+            trace_id_var.reset(tokens[1])
+            request_id_var.reset(tokens[0])
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+    def _bind(self, request) -> tuple[str, tuple[Any, Any]]:
+        meta = request.META
+        request_id = request_id_from(meta.get("HTTP_X_REQUEST_ID"))
+        trace_id = trace_id_from(meta.get("HTTP_TRACEPARENT"))
+        return request_id, (request_id_var.set(request_id), trace_id_var.set(trace_id))
+
+    def _observed(self, request) -> bool:
+        if not self.enabled:
+            return False
+        path = request.path_info
+        return path not in self.excluded_paths and not path.startswith(self.excluded_prefixes)
+
+    def _start(self, request) -> float:
+        # Tells the `django.request` filter that this response is logged here already.
+        request.retail_observed = True
+        fields: dict[str, Any] = {"method": request.method, "path": request.path}
+        if self.log_client_ip:
+            fields["ip"] = request.META.get("REMOTE_ADDR")
+        log_event("http.request", logger=_http_logger, **fields)
+        return time.perf_counter()
+
+    def _finish(self, request, response, started: float) -> None:
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        status = response.status_code
+        method = request.method
+        route = _route(request)
+        fields: dict[str, Any] = {
+            "method": method,
+            "path": request.path,
+            "route": route,
+            "status_code": status,
+            "duration_ms": duration_ms,
+            "user_id": _user_id(request),
+        }
+        if self.log_client_ip:
+            fields["ip"] = request.META.get("REMOTE_ADDR")
+        level, exc_info = logging.INFO, None
+        if status >= 500:
+            # Popped: the traceback references the request's frames (a reference cycle).
+            level, exc_info = logging.ERROR, request.__dict__.pop(_EXC_INFO_ATTR, None)
+        elif status >= 400:
+            level = logging.WARNING
+        log_event("http.response", level=level, logger=_http_logger, exc_info=exc_info, **fields)
+        record_metric(
+            AVG_RESPONSE_TIME,
+            duration_ms,
+            {"method": method, "route": route, "path": request.path, "status_code": status},
+        )
+        if status >= 400:
+            record_metric(
+                ERROR_RATE,
+                1,
+                {
+                    "status_class": f"{status // 100}xx",
+                    "status_code": status,
+                    "method": method,
+                    "route": route,
+                    "path": request.path,
+                },
+            )

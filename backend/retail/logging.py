@@ -1,0 +1,305 @@
+"""JSON log lines to stdout and the rotating `application.log` (SPEC §3.2).
+
+The request path only appends a record to a buffer: a writer thread formats each record
+once with python-json-logger's orjson formatter and writes the batch to stdout and,
+under concurrent-log-handler's inter-process lock, to `application.log`. That keeps
+the per-request cost of two log records to a few microseconds, and a batch takes the
+file lock once instead of once per line.
+"""
+
+import logging
+import os
+import sys
+import threading
+import weakref
+from collections import deque
+from typing import Any
+
+from concurrent_log_handler import ConcurrentRotatingFileHandler
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from retail.context import request_id_var, trace_id_var
+
+# Lines of one batch go to stdout in chunks no larger than this, so that writes of
+# several workers sharing one pipe never interleave inside a line (POSIX PIPE_BUF).
+_PIPE_BUF = 4096
+_RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_handlers: "weakref.WeakSet[JsonLinesHandler]" = weakref.WeakSet()
+
+
+class RequestIDFilter(logging.Filter):
+    """Stamp `request_id` (and `trace_id` when the client sent one) on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = record.__dict__
+        if "request_id" not in fields:
+            fields["request_id"] = request_id_var.get()
+        if "trace_id" not in fields:
+            trace_id = trace_id_var.get()
+            if trace_id is not None:
+                fields["trace_id"] = trace_id
+        return True
+
+
+class SkipObservedRequestsFilter(logging.Filter):
+    """Drop `django.request` records of requests the middleware already logged.
+
+    The middleware writes one `http.response` record per request (with the traceback of
+    an unhandled exception); Django's own "Not Found: /x" or "Internal Server Error"
+    record for the same response would log it a second time.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        return not getattr(request, "retail_observed", False)
+
+
+class JsonFormatter(OrjsonFormatter):
+    """Render a record as one JSON object with SPEC's keys, extra fields at top level."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # `timestamp` is listed first so it leads the line; the base class fills it in.
+        kwargs.setdefault("fmt", ["timestamp", "levelname", "name", "message"])
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("timestamp", True)
+        # `request` (Django passes the HttpRequest as extra) is no log field.
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "request"])
+        super().__init__(**kwargs)
+
+
+class JsonLinesHandler(logging.Handler):
+    """Buffer records and write them, formatted once, to stdout and `application.log`.
+
+    `flush()` writes the buffer now (logging calls it at exit, gunicorn's `worker_exit`
+    hook calls it through `flush_logs()`); records of level ERROR and above wake the
+    writer at once; a full buffer is written by the thread that fills it, so a burst
+    slows its caller down instead of losing lines.
+    """
+
+    def __init__(
+        self,
+        filename: str,
+        max_bytes: int = 50 * 1024 * 1024,
+        backups: int = 10,
+        stdout: bool = True,
+        flush_interval: float = 0.2,
+        capacity: int = 2000,
+        synchronous: bool = False,
+    ) -> None:
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.stdout = stdout
+        self.flush_interval = flush_interval
+        self.capacity = capacity
+        self.synchronous = synchronous
+        self._records: deque[logging.LogRecord] = deque()
+        self._write_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._file: ConcurrentRotatingFileHandler | None = None
+        _handlers.add(self)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Handler.handle() would take the handler lock; a deque append needs none.
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Merge the arguments now: the caller may change them before the writer runs.
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        self._records.append(record)
+        if self.synchronous or len(self._records) >= self.capacity:
+            self.flush()
+            return
+        if self._thread is None:
+            self._start_writer()
+        if record.levelno >= logging.ERROR:
+            self._wakeup.set()
+
+    def flush(self) -> None:
+        """Write every buffered record now."""
+        with self._write_lock:
+            records = self._records
+            lines: list[str] = []
+            while records:
+                try:
+                    record = records.popleft()
+                except IndexError:
+                    break
+                try:
+                    lines.append(self.format(record))
+                except Exception:
+                    self.handleError(record)
+            if lines:
+                self._write(lines)
+
+    def close(self) -> None:
+        """Stop the writer thread, write what is left and close the file."""
+        self._closed.set()
+        self._wakeup.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self.flush()
+        with self._write_lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        super().close()
+
+    def _start_writer(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._closed.is_set():
+                thread = threading.Thread(target=self._run, name="retail-log-writer", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wakeup.wait(self.flush_interval)
+            self._wakeup.clear()
+            self.flush()
+
+    def _write(self, lines: list[str]) -> None:
+        if self.stdout:
+            self._write_stdout(lines)
+        try:
+            file_handler = self._file_handler()
+            # One record carrying the whole batch: one lock, one size check, one write.
+            batch = logging.makeLogRecord({"msg": "\n".join(lines)})
+            file_handler.emit(batch)
+        except Exception:
+            logging.Handler.handleError(self, logging.makeLogRecord({"msg": "log batch"}))
+
+    def _write_stdout(self, lines: list[str]) -> None:
+        stream = sys.stdout
+        if stream is None:
+            return
+        chunk: list[str] = []
+        size = 0
+        try:
+            for line in lines:
+                if chunk and size + len(line) + 1 > _PIPE_BUF:
+                    stream.write("".join(chunk))
+                    stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line + "\n")
+                size += len(line) + 1
+            if chunk:
+                stream.write("".join(chunk))
+                stream.flush()
+        except (OSError, ValueError):
+            # A closed or broken stdout (detached daemon, closed pipe) must not stop
+            # the file from getting the lines.
+            pass
+
+    def _file_handler(self) -> ConcurrentRotatingFileHandler:
+        # Created at the first write: configuring logging touches no file.
+        if self._file is None:
+            os.makedirs(os.path.dirname(self.filename) or ".", exist_ok=True)
+            handler = ConcurrentRotatingFileHandler(
+                self.filename,
+                maxBytes=self.max_bytes,
+                backupCount=self.backups,
+                use_gzip=True,
+                encoding="utf-8",
+            )
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            self._file = handler
+        return self._file
+
+    def _after_fork(self) -> None:
+        # The writer thread does not survive fork(); the child starts its own, and the
+        # parent's buffered records are the parent's to write.
+        self._thread = None
+        self._records.clear()
+        self._write_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._wakeup = threading.Event()
+
+
+def _reset_handlers_after_fork() -> None:
+    for handler in list(_handlers):
+        handler._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_handlers_after_fork)
+
+
+def flush_logs() -> None:
+    """Write every buffered log record of this process now."""
+    for handler in list(_handlers):
+        handler.flush()
+
+
+def set_synchronous_logging(enabled: bool) -> None:
+    """Write log records in the calling thread as they come (tests read the file at once)."""
+    for handler in list(_handlers):
+        handler.synchronous = enabled
+        if enabled:
+            handler.flush()
+
+
+_events = logging.getLogger("retail.events")
+
+
+def log_event(
+    event: str,
+    *,
+    level: int = logging.INFO,
+    logger: logging.Logger | None = None,
+    exc_info: Any = None,
+    **fields: Any,
+) -> None:
+    """Log `event` with `fields` as top-level keys of the JSON line."""
+    target = logger or _events
+    if not target.isEnabledFor(level):
+        return
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    for key in _RECORD_ATTRS.intersection(fields):
+        # A field named like a LogRecord attribute (`name`, `module`…) would clobber it.
+        fields[key + "_"] = fields.pop(key)
+    fields = {"event": event, **fields}
+    # makeRecord + handle instead of Logger.info: no stack walk to find the caller,
+    # whose file and line no JSON line shows.
+    record = target.makeRecord(target.name, level, "", 0, event, None, exc_info, extra=fields)
+    target.handle(record)
+
+
+class StructuredLogger:
+    """Write events of one logger: `StructuredLogger(__name__).info("order.placed", order_id=7)`."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        """Log a DEBUG event."""
+        log_event(event, level=logging.DEBUG, logger=self.logger, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        """Log an INFO event."""
+        log_event(event, level=logging.INFO, logger=self.logger, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        """Log a WARNING event."""
+        log_event(event, level=logging.WARNING, logger=self.logger, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        """Log an ERROR event."""
+        log_event(event, level=logging.ERROR, logger=self.logger, **fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """Log an ERROR event with the traceback of the exception being handled."""
+        log_event(event, level=logging.ERROR, logger=self.logger, exc_info=True, **fields)
