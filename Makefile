@@ -23,6 +23,7 @@ migrate: setup ## Create or upgrade the database schema
 demo: migrate ## Seed the shop, drive simulated traffic through the real stack, show the CLI
 	$(MANAGE) seed_demo
 	$(MANAGE) simulate_traffic --requests 300
+	$(MANAGE) demo_breaker
 	$(VENV)/bin/retailctl --help
 
 test: setup ## Run every test tier (PostgreSQL and Redis ones when their variables are set)
