@@ -205,14 +205,14 @@ def main() -> None:
         print(json.dumps({"rows": args.rows, "days": DAYS, "results": results}))
         return
     print(f"{args.rows:,} metric rows over {DAYS} days; `retailctl metrics --days 7 --json`")
-    print(
-        f"{'database':<12}{'median s':>10}{'raw count s':>13}{'requests':>12}{'p99 ms':>10}  target < 1 s"
-    )
+    header = f"{'database':<12}{'median s':>10}{'raw count s':>13}{'requests':>12}{'p99 ms':>10}"
+    print(header + "  target < 1 s")
     for r in results:
         print(
             f"{r['database']:<12}{r['cli_median_s']:>10.3f}{r['raw_count_by_type_s']:>13.3f}"
             f"{r['requests_in_window']:>12,}{r['p99_ms']:>10}  "
-            f"{'met' if r['target_met'] else 'NOT met'} (agrees with raw: {r['agrees_with_raw_counts']})"
+            f"{'met' if r['target_met'] else 'NOT met'} "
+            f"(agrees with raw: {r['agrees_with_raw_counts']})"
         )
 
 

@@ -125,9 +125,8 @@ def main() -> None:
         print(json.dumps(figures))
         return
     print(f"{'log size':<22}{total / 1024**2:>12,.0f} MB in {len(paths)} files (~{lines:,} lines)")
-    print(
-        f"{'grep -F (median)':<22}{figures['grep_median_s']:>12.3f} s   ({figures['grep_matches']} lines)"
-    )
+    grep_s, matches = figures["grep_median_s"], figures["grep_matches"]
+    print(f"{'grep -F (median)':<22}{grep_s:>12.3f} s   ({matches} lines)")
     print(f"{'retailctl trace':<22}{figures['trace_median_s']:>12.3f} s   ({found} records)")
     print(
         f"{'ratio trace/grep':<22}{figures['ratio']:>12.2f}     target <= 2.00: "

@@ -170,9 +170,7 @@ def _scan_for(
         on_line(carry, base)
 
 
-def _scan_mapped(
-    path: Path, needle: bytes, on_line: Callable[[bytes, int], None], advance
-) -> None:
+def _scan_mapped(path: Path, needle: bytes, on_line: Callable[[bytes, int], None], advance) -> None:
     """Like _scan_for over a memory-mapped plain file: no copies, the OS pages it in."""
     with open(path, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
