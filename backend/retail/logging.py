@@ -13,6 +13,7 @@ import sys
 import threading
 import weakref
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
@@ -26,6 +27,36 @@ from retail.context import request_id_var, trace_id_var
 _PIPE_BUF = 4096
 _RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _handlers: "weakref.WeakSet[JsonLinesHandler]" = weakref.WeakSet()
+
+
+def _chunks(lines: list[str], limit: int) -> Iterator[str]:
+    """Join lines into newline-separated chunks of at most `limit` bytes (a longer line alone)."""
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        length = (len(line) if line.isascii() else len(line.encode("utf-8"))) + 1
+        if chunk and size + length > limit:
+            yield "\n".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line)
+        size += length
+    if chunk:
+        yield "\n".join(chunk)
+
+
+class _RotatingFile(ConcurrentRotatingFileHandler):
+    """The file side of JsonLinesHandler, closed only between two of its writes.
+
+    logging.shutdown() closes every handler ever created, this one included, while the
+    owner's writer thread may be inside emit(); closing under the owner's write lock
+    keeps that from tearing the inter-process lock out from under the write.
+    """
+
+    owner_lock: "threading.RLock"
+
+    def close(self) -> None:
+        with self.owner_lock:
+            super().close()
 
 
 class RequestIDFilter(logging.Filter):
@@ -95,8 +126,12 @@ class JsonLinesHandler(logging.Handler):
         self.flush_interval = flush_interval
         self.capacity = capacity
         self.synchronous = synchronous
+        self._file_chunk_bytes = 64 * 1024
+        if max_bytes > 0:
+            self._file_chunk_bytes = min(self._file_chunk_bytes, max(_PIPE_BUF, max_bytes // 4))
         self._records: deque[logging.LogRecord] = deque()
-        self._write_lock = threading.Lock()
+        # Reentrant: closing the file handler takes it too (see _RotatingFile.close).
+        self._write_lock = threading.RLock()
         self._start_lock = threading.Lock()
         self._wakeup = threading.Event()
         self._closed = threading.Event()
@@ -174,45 +209,38 @@ class JsonLinesHandler(logging.Handler):
             self._write_stdout(lines)
         try:
             file_handler = self._file_handler()
-            # One record carrying the whole batch: one lock, one size check, one write.
-            batch = logging.makeLogRecord({"msg": "\n".join(lines)})
-            file_handler.emit(batch)
+            # A few records per chunk: one lock, one size check and one write each, and
+            # rotated files stay close to max_bytes.
+            for chunk in _chunks(lines, self._file_chunk_bytes):
+                file_handler.emit(logging.makeLogRecord({"msg": chunk}))
         except Exception:
-            logging.Handler.handleError(self, logging.makeLogRecord({"msg": "log batch"}))
+            self.handleError(logging.makeLogRecord({"msg": "writing a batch of log lines"}))
 
     def _write_stdout(self, lines: list[str]) -> None:
         stream = sys.stdout
         if stream is None:
             return
-        chunk: list[str] = []
-        size = 0
         try:
-            for line in lines:
-                if chunk and size + len(line) + 1 > _PIPE_BUF:
-                    stream.write("".join(chunk))
-                    stream.flush()
-                    chunk, size = [], 0
-                chunk.append(line + "\n")
-                size += len(line) + 1
-            if chunk:
-                stream.write("".join(chunk))
+            for chunk in _chunks(lines, _PIPE_BUF):
+                stream.write(chunk + "\n")
                 stream.flush()
         except (OSError, ValueError):
-            # A closed or broken stdout (detached daemon, closed pipe) must not stop
-            # the file from getting the lines.
+            # A closed or broken stdout (detached daemon, closed pipe) must not keep
+            # the lines from the file.
             pass
 
     def _file_handler(self) -> ConcurrentRotatingFileHandler:
         # Created at the first write: configuring logging touches no file.
         if self._file is None:
             os.makedirs(os.path.dirname(self.filename) or ".", exist_ok=True)
-            handler = ConcurrentRotatingFileHandler(
+            handler = _RotatingFile(
                 self.filename,
                 maxBytes=self.max_bytes,
                 backupCount=self.backups,
                 use_gzip=True,
                 encoding="utf-8",
             )
+            handler.owner_lock = self._write_lock
             handler.setFormatter(logging.Formatter("%(message)s"))
             self._file = handler
         return self._file
@@ -222,7 +250,9 @@ class JsonLinesHandler(logging.Handler):
         # parent's buffered records are the parent's to write.
         self._thread = None
         self._records.clear()
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        if self._file is not None:
+            self._file.owner_lock = self._write_lock
         self._start_lock = threading.Lock()
         self._wakeup = threading.Event()
 

@@ -1,0 +1,180 @@
+"""JSON log lines and request metrics written by the observability middleware."""
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from catalog.apis import ProductDetailApi
+from catalog.models import Product
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from retail.logging import StructuredLogger, log_event
+from retail.models import Metric
+
+pytestmark = pytest.mark.django_db
+
+REQUIRED_KEYS = {"timestamp", "level", "logger", "message", "request_id"}
+
+
+def _lines() -> list[str]:
+    return (settings.RETAIL_LOG_DIR / "application.log").read_text("utf-8").splitlines()
+
+
+def _records(request_id: str) -> list[dict]:
+    return [r for r in map(json.loads, _lines()) if r["request_id"] == request_id]
+
+
+@pytest.fixture
+def product():
+    return Product.objects.create(sku="OBS-1", name="Lamp", price="12.50", stock=5)
+
+
+def test_every_line_of_application_log_is_json_with_the_required_keys(client, product):
+    """After requests of every outcome each line parses and has SPEC's keys, time in UTC."""
+    client.get(f"/api/products/{product.pk}/")
+    client.get("/api/products/999999/")
+    client.post("/api/orders/", data="{not json", content_type="application/json")
+    logging.getLogger("some.third.party").warning("outside any request %s", "args")
+    lines = _lines()
+    assert len(lines) >= 7
+    for line in lines:
+        record = json.loads(line)
+        assert REQUIRED_KEYS <= record.keys(), line
+        stamp = datetime.fromisoformat(record["timestamp"])
+        assert stamp.utcoffset() == UTC.utcoffset(None)
+    last = json.loads(lines[-1])
+    assert last["message"] == "outside any request args" and last["request_id"] is None
+
+
+def test_request_and_response_records_carry_the_request_fields(client, product):
+    """http.request then http.response, with route template, numeric duration, user and ip."""
+    client.get(f"/api/products/{product.pk}/", headers={"X-Request-ID": "fields-1"})
+    request, response = _records("fields-1")
+    assert request["event"] == "http.request" and request["level"] == "INFO"
+    assert request["method"] == "GET" and request["path"] == f"/api/products/{product.pk}/"
+    assert request["ip"] == "127.0.0.1"
+    assert response["event"] == "http.response" and response["level"] == "INFO"
+    assert response["route"] == "api/products/<int:product_id>/"
+    assert response["status_code"] == 200 and response["user_id"] is None
+    assert isinstance(response["duration_ms"], float) and response["duration_ms"] > 0
+
+
+def test_client_errors_are_warnings(client):
+    """A 4xx response is logged at WARNING, once; Django's own "Not Found" record is not."""
+    client.get("/api/products/999999/", headers={"X-Request-ID": "warn-1"})
+    client.get("/no/such/page/", headers={"X-Request-ID": "warn-2"})
+    for request_id in ("warn-1", "warn-2"):
+        records = _records(request_id)
+        assert [r["event"] for r in records] == ["http.request", "http.response"]
+        assert records[1]["level"] == "WARNING" and records[1]["status_code"] == 404
+    assert _records("warn-2")[1]["route"] is None  # no URL pattern matched
+
+
+def test_an_unhandled_exception_is_logged_exactly_once_with_its_traceback(monkeypatch):
+    """One exception gives one ERROR record with exc_info, and the client the JSON 500."""
+
+    def boom(self, request, product_id):
+        raise RuntimeError("boom for the log")
+
+    monkeypatch.setattr(ProductDetailApi, "get", boom)
+    response = Client(raise_request_exception=False).get(
+        "/api/products/1/", headers={"X-Request-ID": "error-once"}
+    )
+    assert response.status_code == 500 and response.json()["request_id"] == "error-once"
+    records = _records("error-once")
+    errors = [r for r in records if r["level"] == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0]["event"] == "http.response" and errors[0]["status_code"] == 500
+    assert "RuntimeError: boom for the log" in errors[0]["exc_info"]
+    assert sum("boom for the log" in line for line in _lines()) == 1
+
+
+def test_a_views_own_logger_carries_the_request_id(monkeypatch, product):
+    """Records of the view's logger (and Django's) get the request ID stamped on."""
+    original = ProductDetailApi.get
+
+    def logged(self, request, product_id):
+        logging.getLogger("catalog.apis").info("looking up %s", product_id)
+        return original(self, request, product_id)
+
+    monkeypatch.setattr(ProductDetailApi, "get", logged)
+    Client().get(f"/api/products/{product.pk}/", headers={"X-Request-ID": "own-logger"})
+    own = [r for r in _records("own-logger") if r["logger"] == "catalog.apis"]
+    assert [r["message"] for r in own] == [f"looking up {product.pk}"]
+
+
+def test_the_user_is_read_after_the_view_without_forcing_vary_cookie(client):
+    """A DRF token user shows as user_id; reading it adds no session access (no Vary: Cookie)."""
+    staff = get_user_model().objects.create_user("ops", password="unused-pw-1", is_staff=True)
+    token = Token.objects.create(user=staff)
+    response = client.post(
+        "/api/orders/999999/refund/",
+        data="{}",
+        content_type="application/json",
+        headers={"Authorization": f"Token {token.key}", "X-Request-ID": "user-1"},
+    )
+    assert response.status_code == 404
+    assert "Cookie" not in response.get("Vary", "")
+    assert _records("user-1")[-1]["user_id"] == staff.pk
+
+
+def test_health_checks_are_neither_logged_nor_measured(client):
+    """/healthz and /readyz get an X-Request-ID but no records and no metric rows."""
+    for path in ("/healthz", "/readyz"):
+        response = client.get(path, headers={"X-Request-ID": "probe-1"})
+        assert response.status_code == 200 and response["X-Request-ID"] == "probe-1"
+    assert _records("probe-1") == []
+    assert Metric.objects.count() == 0
+
+
+def test_the_kill_switch_keeps_only_the_request_id(settings, product):
+    """RETAIL_OBSERVABILITY=off: no request records, no metrics, X-Request-ID still set."""
+    settings.RETAIL_OBSERVABILITY = False
+    response = Client().get("/api/products/999999/", headers={"X-Request-ID": "switched-off"})
+    assert response.status_code == 404 and response["X-Request-ID"] == "switched-off"
+    assert [r["event"] for r in _records("switched-off") if "event" in r] == []
+    assert Metric.objects.count() == 0
+
+
+def test_the_client_ip_can_be_left_out(settings):
+    """RETAIL_LOG_CLIENT_IP off: no `ip` key in the request records."""
+    settings.RETAIL_LOG_CLIENT_IP = False
+    Client().get("/api/products/999999/", headers={"X-Request-ID": "no-ip"})
+    records = _records("no-ip")
+    assert records and all("ip" not in r for r in records)
+
+
+def test_every_request_records_its_response_time_and_errors_their_class(client, product):
+    """avg_response_time per request (method, route, path, status); error_rate for 4xx/5xx."""
+    client.get(f"/api/products/{product.pk}/")
+    client.get("/api/products/999999/")
+    times = list(Metric.objects.filter(metric_type="avg_response_time").order_by("id"))
+    assert len(times) == 2 and all(m.value > 0 for m in times)
+    assert times[0].metadata == {
+        "method": "GET",
+        "route": "api/products/<int:product_id>/",
+        "path": f"/api/products/{product.pk}/",
+        "status_code": 200,
+    }
+    errors = list(Metric.objects.filter(metric_type="error_rate"))
+    assert len(errors) == 1
+    assert errors[0].metadata["status_class"] == "4xx" and errors[0].metadata["status_code"] == 404
+
+
+def test_log_event_writes_fields_as_top_level_keys():
+    """log_event/StructuredLogger: event and fields at top level, no clobbered record keys."""
+    log_event("order.placed", order_id=7, total="12.50")
+    StructuredLogger("orders.services").warning("order.odd", name="clash", module="m")
+    try:
+        raise ValueError("bad thing")
+    except ValueError:
+        StructuredLogger("orders.services").exception("order.failed", order_id=8)
+    placed, odd, failed = (json.loads(line) for line in _lines()[-3:])
+    assert placed["event"] == "order.placed" and placed["order_id"] == 7
+    assert placed["logger"] == "retail.events" and placed["level"] == "INFO"
+    assert odd["logger"] == "orders.services" and odd["name_"] == "clash"
+    assert odd["module_"] == "m" and odd["level"] == "WARNING"
+    assert failed["level"] == "ERROR" and "ValueError: bad thing" in failed["exc_info"]
