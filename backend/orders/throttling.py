@@ -79,6 +79,9 @@ class CheckoutRateThrottle(BaseThrottle):
         self._wait: float | None = None
 
     def allow_request(self, request, view) -> bool:
+        if request.method != "POST":
+            # Only checkouts spend the budget, not a stray GET answered 405.
+            return True
         limit, period = rate_parse(settings.RETAIL_CHECKOUT_RATE)
         client = throttle_client_key(request)
         now = time.time()

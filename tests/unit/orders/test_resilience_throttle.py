@@ -151,3 +151,11 @@ def test_concurrent_checks_count_exactly_in_redis(redis_url):
     with override_settings(CACHES={"default": redis_cache}):
         results = _hammer(limit=15, attempts=40)
     assert (results.count(True), results.count(False)) == (15, 25)
+
+
+@pytest.mark.django_db
+@override_settings(RETAIL_CHECKOUT_RATE="1/m")
+def test_only_checkouts_spend_the_budget(client, products):
+    """A GET on the collection (405) does not use up the client's checkouts."""
+    assert client.get("/api/orders/").status_code == 405
+    assert _order(client, products["TEE-1"]).status_code == 201
