@@ -17,7 +17,8 @@ from retail.exceptions import json_error
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 3650
-BREAKER_STATES = ("closed", "open", "half_open")
+# pybreaker's state names, as the breaker records them.
+BREAKER_STATES = ("closed", "open", "half-open")
 _CHART_WIDTH, _CHART_HEIGHT = 720, 160
 
 
