@@ -25,6 +25,7 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.(\d+)(\.gz)?\Z")
 _CHUNK = 8 * 1024 * 1024
+_WINDOW = 64 * 1024 * 1024
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 # C0 and C1 controls: a logged message may carry terminal escapes that JSON decoding restores.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -178,20 +179,20 @@ def _scan_mapped(path: Path, needle: bytes, on_line: Callable[[bytes, int], None
             return
         with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             pos = 0
-            reported = 0
-            while True:
-                hit = mapped.find(needle, pos)
-                if hit < 0:
-                    break
-                start = mapped.rfind(b"\n", 0, hit) + 1
-                stop = mapped.find(b"\n", hit)
-                stop = size if stop < 0 else stop
-                on_line(mapped[start:stop], start)
-                pos = stop + 1
-                if pos - reported > _CHUNK:
-                    advance(pos - reported)
-                    reported = pos
-            advance(size - reported)
+            # Searched window by window (overlapping by the needle) to report progress.
+            for window_start in range(0, size, _WINDOW):
+                window_end = min(size, window_start + _WINDOW + len(needle) - 1)
+                pos = max(pos, window_start)
+                while True:
+                    hit = mapped.find(needle, pos, window_end)
+                    if hit < 0:
+                        break
+                    start = mapped.rfind(b"\n", 0, hit) + 1
+                    stop = mapped.find(b"\n", hit)
+                    stop = size if stop < 0 else stop
+                    on_line(mapped[start:stop], start)
+                    pos = stop + 1
+                advance(min(_WINDOW, size - window_start))
 
 
 def trace_search(
