@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,11 +37,37 @@ def _run_driver(mode: str, env: dict) -> dict:
     return json.loads(marked[0][len("RESULT ") :])
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    """Run the traffic once; yield the database URL, log dir and what was done."""
+@contextmanager
+def _postgres_database(server_url: str):
+    import psycopg
+    from psycopg import sql
+
+    name = f"retail_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{server_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shop(request, tmp_path_factory):
+    """Run the traffic once per database; yield its URL, log dir and what was done."""
     base = tmp_path_factory.mktemp("e2e")
-    database_url = f"sqlite:///{base / 'retail.sqlite3'}"
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            database_url = f"sqlite:///{base / 'retail.sqlite3'}"
+        else:
+            server = request.getfixturevalue("postgres_server_url")
+            database_url = stack.enter_context(_postgres_database(server))
+        yield _drive(base, database_url)
+
+
+def _drive(base: Path, database_url: str) -> dict:
     log_dir = base / "logs"
     log_dir.mkdir()
     env = {
@@ -109,7 +137,9 @@ def test_scenarios_verdicts(shop):
 
 def test_prune_deletes_exactly_the_rows_older_than_the_cutoff(shop):
     """prune --older-than-days 5 deletes the rows stamped 6 and 9 days ago, nothing newer."""
-    engine = create_engine(shop["url"])
+    from retailctl.core.db import database_url_resolve
+
+    engine = create_engine(database_url_resolve(shop["url"]))
     now = datetime.now(UTC)
     with engine.begin() as conn:
         before = conn.execute(select(func.count()).select_from(t.metric)).scalar_one()
