@@ -72,7 +72,16 @@ def build_sqlite(rows: int) -> Path:
     conn = sqlite3.connect(partial)
     for name in ("ins", "del", "upd"):
         conn.execute(f"DROP TRIGGER retail_metric_rollup_{name}")
+    # Indexes are built once after the load: far faster than 10M random index inserts.
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+        "AND tbl_name = 'retail_metric' AND sql IS NOT NULL"
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f'DROP INDEX "{name}"')
     conn.execute(_GENERATE, {"rows": rows, "days": DAYS, "now": time.time()})
+    for _, sql in indexes:
+        conn.execute(sql)
     conn.execute("DELETE FROM retail_metric_rollup")
     conn.execute(migration._backfill_sql("sqlite"))
     for statement in migration._sqlite_statements():
