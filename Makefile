@@ -22,8 +22,8 @@ migrate: setup ## Create or upgrade the database schema
 
 demo: migrate ## Seed the shop, drive simulated traffic through the real stack, show the CLI
 	$(MANAGE) seed_demo
-	$(MANAGE) simulate_traffic --requests 300
-	$(MANAGE) demo_breaker
+	RETAIL_LOG_STDOUT=off $(MANAGE) simulate_traffic --requests 300
+	RETAIL_LOG_STDOUT=off $(MANAGE) demo_breaker
 	@sleep 1.5  # the metrics recorder flushes its buffer within a second
 	$(VENV)/bin/retailctl metrics --days 7
 	@# scenarios exits 1 on a FAIL (the demo's 10% declines fail A2's 95%): shown, not fatal.

@@ -174,6 +174,9 @@ RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lowe
 RETAIL_OBSERVABILITY_EXCLUDED_PATHS = ["/healthz", "/readyz", "/favicon.ico", f"/{STATIC_URL}"]
 # The client address in http.request/http.response records (personal data in the EU).
 RETAIL_LOG_CLIENT_IP = _env_bool("RETAIL_LOG_CLIENT_IP", default=True)
+# JSON lines on stdout besides application.log; off for batch commands whose own output
+# would drown in them (`make demo`'s traffic simulation).
+RETAIL_LOG_STDOUT = _env_bool("RETAIL_LOG_STDOUT", default=True)
 
 LOGGING = {
     "version": 1,
@@ -191,6 +194,7 @@ LOGGING = {
             "filename": str(RETAIL_LOG_DIR / "application.log"),
             "max_bytes": RETAIL_LOG_MAX_BYTES,
             "backups": RETAIL_LOG_BACKUPS,
+            "stdout": RETAIL_LOG_STDOUT,
             "formatter": "json",
             "filters": ["request_id"],
         },
