@@ -65,9 +65,8 @@ def _log_records(log_dir, message: str) -> list[dict]:
 
 
 @pytest.mark.redis
-def test_breaker_opens_fails_fast_and_closes_across_workers(fresh_postgres_url, redis_url, log_dir):
-    """The A2 chaos run on PostgreSQL with 4 workers sharing one breaker through Redis."""
-    database_url = fresh_postgres_url
+def test_breaker_opens_fails_fast_and_closes_across_workers(database_url, redis_url, log_dir):
+    """The A2 chaos run with 4 workers sharing one breaker through Redis."""
     with FakeGateway(backend_env(database_url=database_url, log_dir=log_dir)) as gateway:
         env = _gateway_env(database_url, log_dir, gateway.url, redis_url)
         with GunicornServer(env, workers=4) as server:
