@@ -95,3 +95,38 @@ def test_audit_flags_a_change_made_outside_the_services(product):
     Product.objects.filter(pk=product.pk).update(stock=9)
     row = next(row for row in stock_audit() if row.product_id == product.pk)
     assert (row.stock, row.ledger_total, row.consistent) == (9, 10, False)
+
+
+def test_an_admin_adjustment_goes_through_the_ledger(client, product):
+    """Setting stock in the admin records the difference as an adjustment movement."""
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("boss", password="unused-pass-9")
+    client.force_login(admin_user)
+    response = client.post(
+        f"/admin/catalog/product/{product.pk}/change/",
+        {"sku": product.sku, "name": product.name, "price": "5.00", "set_stock": "25"},
+    )
+    assert response.status_code == 302
+    product.refresh_from_db()
+    assert product.stock == 25
+    assert _movements(product)[-1] == (15, "adjustment", None)
+    assert all(row.consistent for row in stock_audit())
+
+
+def test_editing_a_product_in_the_admin_never_writes_stale_stock(client, product):
+    """A sale made while the admin form was open survives the form's save."""
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("boss", password="unused-pass-9")
+    client.force_login(admin_user)
+    assert client.get(f"/admin/catalog/product/{product.pk}/change/").status_code == 200
+    product_stock_decrement(product_id=product.pk, quantity=4)
+    response = client.post(
+        f"/admin/catalog/product/{product.pk}/change/",
+        {"sku": product.sku, "name": "Renamed", "price": "6.00", "set_stock": ""},
+    )
+    assert response.status_code == 302
+    product.refresh_from_db()
+    assert (product.name, product.stock) == ("Renamed", 6)
+    assert all(row.consistent for row in stock_audit())
