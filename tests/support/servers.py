@@ -68,6 +68,20 @@ def manage(env: dict[str, str], *args: str, timeout: float = 180) -> str:
     return done.stdout
 
 
+def _shared_state_delete(env: dict[str, str]) -> None:
+    """Delete the Redis keys of one server's namespace (breaker state has no expiry)."""
+    if not env.get("REDIS_URL"):
+        return
+    import redis
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    try:
+        for key in client.scan_iter(f"*{env['RETAIL_SHARED_STATE_PREFIX']}*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 def _stop(process: subprocess.Popen, *, timeout: float = 30) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -150,6 +164,8 @@ class GunicornServer:
         """Stop gracefully (workers flush their buffered metrics and logs), then reap."""
         if self.process is not None:
             _stop(self.process)
+            self.process = None
+            _shared_state_delete(self.env)
         if getattr(self, "_stderr", None) is not None:
             self._stderr.close()
             self._stderr = None
