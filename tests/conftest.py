@@ -116,6 +116,16 @@ def _isolated_shared_state() -> Iterator[None]:
     from django.conf import settings
 
     previous = settings.RETAIL_SHARED_STATE_PREFIX
-    settings.RETAIL_SHARED_STATE_PREFIX = f"retail-test-{uuid.uuid4().hex[:12]}"
+    prefix = settings.RETAIL_SHARED_STATE_PREFIX = f"retail-test-{uuid.uuid4().hex[:12]}"
     yield
     settings.RETAIL_SHARED_STATE_PREFIX = previous
+    if settings.REDIS_URL:
+        # Breaker keys never expire: leave nothing of this test behind in Redis.
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            for key in client.scan_iter(f"*{prefix}*"):
+                client.delete(key)
+        finally:
+            client.close()
