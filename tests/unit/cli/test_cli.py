@@ -2,8 +2,10 @@
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,3 +182,53 @@ def test_every_command_takes_database_url_and_log_dir(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0
     assert "--database-url" in result.stdout and "--log-dir" in result.stdout
+
+
+def test_tail_follow_survives_rotation_in_a_real_process(tmp_path):
+    """`retailctl tail -f` prints records written after a rename-rotation, then stops on SIGTERM."""
+    live = tmp_path / "application.log"
+    _log(live, _record(0, "before start"))
+    command = [sys.executable, "-m", "retailctl", "tail", "-f", "-n", "0", "--json"]
+    process = subprocess.Popen(
+        [*command, "--log-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(json.loads(line)["message"]) for line in process.stdout],
+        daemon=True,
+    )
+    reader.start()
+    try:
+        deadline = time.monotonic() + 15
+        # The follower seeks to the end when it starts: ping until it prints one.
+        first = None
+        ping = 0
+        while first is None and time.monotonic() < deadline:
+            with open(live, "a") as stream:
+                stream.write(json.dumps(_record(1, f"ping-{ping}")) + "\n")
+            ping += 1
+            try:
+                first = lines.get(timeout=0.3)
+            except queue.Empty:
+                pass
+        assert first is not None and first.startswith("ping-")
+        live.rename(tmp_path / "application.log.1")
+        _log(live, _record(2, "after rotation"))
+        received = []
+        while "after rotation" not in received and time.monotonic() < deadline:
+            try:
+                received.append(lines.get(timeout=0.3))
+            except queue.Empty:
+                pass
+        assert received[-1:] == ["after rotation"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
