@@ -4,7 +4,7 @@ import hmac
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -59,6 +59,17 @@ def _unavailable() -> JsonResponse:
     return json_error(503, "database_unavailable", "The database does not answer.")
 
 
+def _database_ready() -> bool:
+    """Answer what /readyz answers: does Django's own database connection work?"""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError:
+        return False
+    return True
+
+
 def _chart(daily: list[dict]) -> dict:
     """Lay out the daily orders as SVG bars."""
     peak = max((day["orders"] for day in daily), default=0) or 1
@@ -106,7 +117,7 @@ def metrics_dashboard(request):
         "report": report,
         "kpis": kpis,
         "days": days,
-        "ready": True,
+        "ready": _database_ready(),
         "breaker_state": kpis["circuit_breaker_state"] or "unknown",
         "breaker_ok": (kpis["circuit_breaker_state"] or "closed").lower() == "closed",
         "error_rate_ok": kpis["error_rate"] < 5,
