@@ -19,6 +19,11 @@ SALIENT_FIELDS = (
     "order_id",
     "product_id",
     "metric_type",
+    "breaker",
+    "from",
+    "to",
+    "reason",
+    "retry_after",
     "error",
     "exc_info",
 )
