@@ -1,10 +1,10 @@
 """Request observability: request ID, `http.request`/`http.response` records, request metrics."""
 
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -36,11 +36,24 @@ def _remember_exception(sender: Any, request: Any = None, **kwargs: Any) -> None
 got_request_exception.connect(_remember_exception, dispatch_uid="retail.middleware.exc_info")
 
 
+_UUID_VARIANT = "89ab"
+
+
+def _uuid4() -> str:
+    """Return a random UUID4 in canonical form, as str(uuid.uuid4()) but twice as fast."""
+    digits = os.urandom(16).hex()
+    # Version nibble 4; variant bits 10xx (RFC 4122) on the first digit of the 4th group.
+    return (
+        f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-"
+        f"{_UUID_VARIANT[int(digits[16], 16) & 3]}{digits[17:20]}-{digits[20:]}"
+    )
+
+
 def request_id_from(inbound: str | None) -> str:
     """Return the inbound ID when it matches SPEC's pattern, otherwise a fresh UUID4."""
     if inbound and _VALID_REQUEST_ID.fullmatch(inbound):
         return inbound
-    return str(uuid.uuid4())
+    return _uuid4()
 
 
 def trace_id_from(traceparent: str | None) -> str | None:

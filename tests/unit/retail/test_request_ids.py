@@ -28,9 +28,10 @@ def _records(request_id: str) -> list[dict]:
 
 def _is_uuid4(value: str) -> bool:
     try:
-        return uuid.UUID(value).version == 4 and str(uuid.UUID(value)) == value
+        parsed = uuid.UUID(value)
     except ValueError:
         return False
+    return parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == value
 
 
 def test_a_request_without_an_id_gets_a_fresh_uuid4(client):
@@ -78,7 +79,8 @@ def test_a_malformed_inbound_id_is_replaced_and_never_logged(client, inbound):
 def test_pure_functions_validate_ids_and_traceparents():
     """request_id_from keeps valid IDs only; trace_id_from accepts only valid W3C headers."""
     assert request_id_from("ok-1") == "ok-1"
-    assert _is_uuid4(request_id_from(None))
+    generated = [request_id_from(None) for _ in range(2000)]
+    assert all(map(_is_uuid4, generated)) and len(set(generated)) == 2000
     assert _is_uuid4(request_id_from("ok\n"))  # `$` would let a trailing newline through
     valid = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
     assert trace_id_from(valid) == TRACE_ID
