@@ -8,10 +8,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from retailctl.core.errors import DatabaseUnavailable, UsageError
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# The same file Django opens when DATABASE_URL is unset (backend/config/settings.py).
-DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "retail.sqlite3"
+from retailctl.core.paths import DEFAULT_SQLITE_PATH
 
 
 def database_url_resolve(url: str | None = None) -> str:

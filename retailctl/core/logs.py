@@ -17,8 +17,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from retailctl.core.db import PROJECT_ROOT
 from retailctl.core.errors import LogDirMissing, NothingFound, UsageError
+from retailctl.core.paths import DEFAULT_LOG_DIR
 
 LOG_NAME = "application.log"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
@@ -38,7 +38,7 @@ def clean_text(value: Any) -> str:
 
 def log_dir_resolve(log_dir: str | os.PathLike | None = None) -> Path:
     """Return the log directory (--log-dir, RETAIL_LOG_DIR, <project>/logs); it must exist."""
-    raw = log_dir or os.environ.get("RETAIL_LOG_DIR", "").strip() or PROJECT_ROOT / "logs"
+    raw = log_dir or os.environ.get("RETAIL_LOG_DIR", "").strip() or DEFAULT_LOG_DIR
     path = Path(raw).expanduser().resolve()
     if not path.is_dir():
         raise LogDirMissing(f"log directory not found: {path}")
