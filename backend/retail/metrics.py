@@ -160,7 +160,12 @@ class MetricBuffer:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)
-        self.flush()
+        if not self.flush():
+            logger.error(
+                "metric.unwritten: %d metric rows lost, the database failed at shutdown",
+                len(self._rows),
+                extra={"event": "metric.unwritten", "lost": len(self._rows)},
+            )
 
     def _drop_oldest(self) -> None:
         while len(self._rows) > self.capacity:

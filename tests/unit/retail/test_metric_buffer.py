@@ -92,6 +92,20 @@ def test_a_failing_database_keeps_rows_then_drops_the_oldest_past_the_bound():
     assert dropped and dropped[-1]["dropped"] == 5 and dropped[-1]["level"] == "WARNING"
 
 
+def test_rows_the_database_refuses_at_shutdown_are_reported():
+    """close() with the database still down logs one ERROR saying how many rows were lost."""
+
+    def unreachable(rows):
+        raise OperationalError("could not connect to server")
+
+    buffer = MetricBuffer(writer=unreachable, flush_interval=60)
+    for n in range(3):
+        buffer.add(_row(n))
+    buffer.close()
+    unwritten = _log_records("metric.unwritten")
+    assert unwritten[-1]["lost"] == 3 and unwritten[-1]["level"] == "ERROR"
+
+
 @pytest.mark.django_db
 def test_an_unreachable_database_never_fails_a_request(monkeypatch):
     """With the database failing, requests still answer and their rows wait for a retry."""
