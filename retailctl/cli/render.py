@@ -61,6 +61,11 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
+def print_raw_line(line: bytes) -> None:
+    """Print one log line exactly as it was written (it is valid UTF-8 JSON)."""
+    sys.stdout.write(line.rstrip(b"\r").decode() + "\n")
+
+
 @contextmanager
 def handled_errors() -> Iterator[None]:
     """Turn core errors and database failures into SPEC's exit codes, without a traceback."""

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from retailctl.cli.options import DatabaseUrl, Json, LogDir
-from retailctl.cli.render import handled_errors, print_json, warn
+from retailctl.cli.render import handled_errors, print_raw_line, warn
 
 
 def tail(
@@ -35,20 +35,20 @@ def tail(
     for message in result.warnings:
         warn(message)
     for record in result.records:
-        _emit(record.data, json)
+        _emit(record, json)
     if not follow:
         return
     try:
         for record in follow_log(directory, level=level, request_id=request_id):
-            _emit(record.data, json)
+            _emit(record, json)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
 
-def _emit(data: dict, json: bool) -> None:
+def _emit(record, json: bool) -> None:
     from retailctl.cli.render import record_line
 
     if json:
-        print_json(data)
+        print_raw_line(record.raw)
     else:
-        typer.echo(record_line(data))
+        typer.echo(record_line(record.data))

@@ -5,10 +5,11 @@ from typing import Annotated
 import typer
 
 from retailctl.cli.options import DatabaseUrl, Json, LogDir
-from retailctl.cli.render import console, handled_errors, print_json, warn
+from retailctl.cli.render import console, handled_errors, print_raw_line, warn
 
 # Searching more than this shows a progress bar (on a terminal only).
 _PROGRESS_BYTES = 64 * 1024 * 1024
+_PROGRESS_FILES = 10
 
 
 def trace(
@@ -31,7 +32,8 @@ def trace(
         directory = log_dir_resolve(log_dir)
         files = log_files(directory)
         size = sum(path.stat().st_size for path in files)
-        with progress_bar("searching logs", enabled=size > _PROGRESS_BYTES) as update:
+        many = size > _PROGRESS_BYTES or len(files) > _PROGRESS_FILES
+        with progress_bar("searching logs", enabled=many) as update:
             result = trace_require(directory, request_id, progress=update)
     for message in result.warnings:
         warn(message)
@@ -39,7 +41,7 @@ def trace(
         warn(f"skipped {result.skipped_lines} malformed line(s) holding the ID")
     if json:
         for record in result.records:
-            print_json(record.data)
+            print_raw_line(record.raw)
         return
     _render(request_id, result)
 

@@ -73,6 +73,7 @@ class LogRecord:
     data: dict[str, Any]
     file: str
     offset: int
+    raw: bytes = b""  # the line as written, for --json output
 
     @property
     def timestamp(self) -> datetime | None:
@@ -229,7 +230,7 @@ def trace_search(
                 result.skipped_lines += 1
                 return
             if data.get("request_id") == request_id:
-                record = LogRecord(data=data, file=path.name, offset=offset)
+                record = LogRecord(data=data, file=path.name, offset=offset, raw=line)
                 found.append((record.timestamp or _EARLIEST, index, offset, record))
 
         try:
@@ -346,7 +347,7 @@ def tail_records(
                     result.skipped_lines += 1
                     continue
                 if record_matches(data, min_level=threshold, request_id=request_id):
-                    from_file.append(LogRecord(data=data, file=path.name, offset=offset))
+                    from_file.append(LogRecord(data=data, file=path.name, offset=offset, raw=line))
                     if path.suffix != ".gz" and len(picked) + len(from_file) >= count:
                         break
         except TruncatedGzip as exc:
@@ -403,7 +404,7 @@ def follow(
                     if data is not None and record_matches(
                         data, min_level=threshold, request_id=request_id
                     ):
-                        yield LogRecord(data=data, file=LOG_NAME, offset=start)
+                        yield LogRecord(data=data, file=LOG_NAME, offset=start, raw=line)
                 continue
             try:
                 current = os.stat(path)

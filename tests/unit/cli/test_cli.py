@@ -107,6 +107,9 @@ def test_trace_timeline_json_and_exit_codes(tmp_path):
         "start",
         "\x1b[2J[bold red]pwned[/]",
     ]
+    # --json prints the lines exactly as written (the JSON escapes stay escaped).
+    written = (tmp_path / "application.log").read_text().splitlines()
+    assert raw.stdout.splitlines() == written[:2]
     missing = invoke("trace", "rid-404", "--log-dir", str(tmp_path))
     assert missing.exit_code == 1
     assert "no log record with request ID rid-404" in missing.stderr
