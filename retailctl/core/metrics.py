@@ -88,12 +88,11 @@ class _Traffic:
     status_classes: Counter = field(default_factory=Counter)
     errors_by_route: Counter = field(default_factory=Counter)
 
-    def add(self, metric_type, day, route, status_class, bucket, samples, value_sum, sign=1):
-        samples *= sign
-        self.per_type_day[(metric_type, day)] += samples
+    def add_detail(self, metric_type, route, status_class, bucket, samples, value_sum) -> None:
+        """Count rows of one rollup key into the route and latency figures."""
         if metric_type == AVG_RESPONSE_TIME:
             self.latency[route][bucket] += samples
-            self.latency_sum[route] += value_sum * sign
+            self.latency_sum[route] += value_sum
             self.latency_count[route] += samples
             self.status_classes[status_class] += samples
         elif metric_type == ERROR_RATE:
@@ -127,13 +126,9 @@ def _traffic(conn: Connection, window: Window) -> _Traffic:
         .group_by(r.c.metric_type, r.c.route, r.c.status_class, r.c.bucket)
     )
     for metric_type, route, status_class, bucket, samples, value_sum in conn.execute(detail):
-        if metric_type == AVG_RESPONSE_TIME:
-            traffic.latency[route][bucket] += int(samples)
-            traffic.latency_sum[route] += float(value_sum or 0.0)
-            traffic.latency_count[route] += int(samples)
-            traffic.status_classes[status_class] += int(samples)
-        else:
-            traffic.errors_by_route[route] += int(samples)
+        traffic.add_detail(
+            metric_type, route, status_class, bucket, int(samples), float(value_sum or 0.0)
+        )
     # The rollup of the last day also holds rows stamped after `end` (clock skew, tools
     # writing ahead); the raw index finds them cheaply, so take them back out.
     m = t.metric
@@ -141,15 +136,9 @@ def _traffic(conn: Connection, window: Window) -> _Traffic:
         m.c.recorded_at >= window.end, m.c.recorded_at < window.day_after
     )
     for metric_type, value, metadata, recorded_at in conn.execute(future):
-        traffic.add(
-            metric_type,
-            recorded_at.date().isoformat(),
-            route_of(metadata),
-            status_class_of(metadata),
-            bucket_of(value),
-            1,
-            value,
-            sign=-1,
+        traffic.per_type_day[(metric_type, recorded_at.date().isoformat())] -= 1
+        traffic.add_detail(
+            metric_type, route_of(metadata), status_class_of(metadata), bucket_of(value), -1, -value
         )
     return traffic
 
