@@ -133,6 +133,10 @@ def test_tail_last_records_with_filters(tmp_path):
 
 def test_unreachable_database_and_missing_log_dir_exit_3(tmp_path):
     """An unreachable database or missing log directory: exit 3, one line, no traceback."""
+    (tmp_path / "empty.sqlite3").write_bytes(b"")
+    unmigrated = invoke("metrics", "--database-url", f"sqlite:///{tmp_path}/empty.sqlite3")
+    assert unmigrated.exit_code == 3
+    assert "migrate" in unmigrated.stderr
     for args in (
         ("metrics", "--database-url", f"sqlite:///{tmp_path}/missing.sqlite3"),
         ("scenarios", "--database-url", "postgresql://u:secret@127.0.0.1:1/x"),
