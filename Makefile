@@ -24,7 +24,6 @@ demo: migrate ## Seed the shop, drive simulated traffic through the real stack, 
 	$(MANAGE) seed_demo
 	RETAIL_LOG_STDOUT=off $(MANAGE) simulate_traffic --requests 300
 	RETAIL_LOG_STDOUT=off $(MANAGE) demo_breaker
-	@sleep 1.5  # the metrics recorder flushes its buffer within a second
 	$(VENV)/bin/retailctl metrics --days 7
 	@# scenarios exits 1 on a FAIL (the demo's 10% declines fail A2's 95%): shown, not fatal.
 	-$(VENV)/bin/retailctl scenarios --days 7
