@@ -15,7 +15,7 @@ A round's time includes writing whatever the variant buffered (flush of logs and
 metrics), so deferred work is paid inside the measurement. stdout of the server
 processes goes to a file, as a container runtime would take it.
 
-    python bench/middleware.py [--rounds 5] [--requests 1000] [--json]
+    python bench/middleware.py [--rounds 15] [--requests 400] [--json] [--postgres-url URL]
 """
 
 import argparse
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,12 +93,12 @@ def _naive_logging(log_dir: str) -> None:
     )
 
 
-def _serve(variant: str, database: str, log_dir: str, conn) -> None:
+def _serve(variant: str, database_url: str, log_dir: str, conn) -> None:
     """Run in a child process: answer `run N` commands with the seconds N requests took."""
     stdout = open(os.path.join(log_dir, "stdout.log"), "a")  # noqa: SIM115
     os.dup2(stdout.fileno(), 1)
     os.environ.update(
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=database_url,
         RETAIL_LOG_DIR=log_dir,
         RETAIL_OBSERVABILITY="off" if variant == "off" else "on",
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -109,8 +110,9 @@ def _serve(variant: str, database: str, log_dir: str, conn) -> None:
     # connection most of the time and would win that cost back; one idle connection in
     # every variant (as the other workers of a real server hold) keeps the comparison
     # about the middleware.
-    idle = sqlite3.connect(database)
-    idle.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if database_url.startswith("sqlite:///"):
+        idle = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        idle.execute("SELECT count(*) FROM sqlite_master").fetchone()
     import django
 
     django.setup()
@@ -153,21 +155,34 @@ def _serve(variant: str, database: str, log_dir: str, conn) -> None:
         flush_logs()
         conn.send((time.perf_counter() - started, time.process_time() - cpu_started))
     conn.close()
-    idle.close()
 
 
-def _prepare_database(workdir: Path) -> Path:
-    database = workdir / "base.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "RETAIL_LOG_DIR": str(workdir)}
+def _prepare_database(database_url: str, workdir: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "RETAIL_LOG_DIR": str(workdir)}
     manage = [sys.executable, str(BACKEND / "manage.py")]
     for command in (["migrate", "--noinput", "-v0"], ["seed_demo"]):
         subprocess.run(manage + command, env=env, check=True, stdout=subprocess.DEVNULL)
-    return database
 
 
-def _copy_database(source: Path, target: Path) -> None:
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
+def _databases(stack: ExitStack, workdir: Path, postgres: str | None) -> dict[str, str]:
+    """Return one migrated, seeded database URL per variant (SQLite copies or PG databases)."""
+    if postgres:
+        sys.path.insert(0, str(ROOT))
+        from tests.support.databases import throwaway_postgres
+
+        urls = {variant: stack.enter_context(throwaway_postgres(postgres)) for variant in VARIANTS}
+        for url in urls.values():
+            _prepare_database(url, workdir)
+        return urls
+    base = workdir / "base.sqlite3"
+    _prepare_database(f"sqlite:///{base}", workdir)
+    urls = {}
+    for variant in VARIANTS:
+        copy = workdir / f"{variant}.sqlite3"
+        with sqlite3.connect(base) as source, sqlite3.connect(copy) as target:
+            source.backup(target)
+        urls[variant] = f"sqlite:///{copy}"
+    return urls
 
 
 def _count_lines(path: Path) -> int:
@@ -177,21 +192,20 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in lines)
 
 
-def measure(rounds: int, requests: int) -> dict:
+def measure(rounds: int, requests: int, postgres: str | None = None) -> dict:
     """Measure requests/s of each variant in alternating rounds; return the figures."""
     workdir = Path(tempfile.mkdtemp(prefix="retail-bench-middleware-"))
-    try:
-        base = _prepare_database(workdir)
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        urls = _databases(stack, workdir, postgres)
         context = multiprocessing.get_context("spawn")
         workers = {}
         for variant in VARIANTS:
             log_dir = workdir / variant
             log_dir.mkdir()
-            database = workdir / f"{variant}.sqlite3"
-            _copy_database(base, database)
             parent, child = context.Pipe()
             process = context.Process(
-                target=_serve, args=(variant, str(database), str(log_dir), child)
+                target=_serve, args=(variant, urls[variant], str(log_dir), child)
             )
             process.start()
             workers[variant] = (process, parent)
@@ -212,8 +226,6 @@ def measure(rounds: int, requests: int) -> dict:
         log_lines = {
             variant: _count_lines(workdir / variant / "application.log") for variant in VARIANTS
         }
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     rps = {variant: requests / statistics.median(seconds[variant]) for variant in VARIANTS}
     # CPU time of the whole process (all its threads): the cost, free of a busy neighbour.
     cpu_us = {
@@ -221,7 +233,7 @@ def measure(rounds: int, requests: int) -> dict:
     }
     return {
         "endpoint": "GET /api/products/<id>/",
-        "database": "sqlite",
+        "database": "postgresql" if postgres else "sqlite",
         "rounds": rounds,
         "requests_per_round": requests,
         "rps_off": round(rps["off"], 1),
@@ -285,8 +297,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=400, help="requests per round")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--postgres-url",
+        metavar="SERVER_URL",
+        help="run on throwaway databases of this PostgreSQL server instead of SQLite",
+    )
     args = parser.parse_args()
-    figures = measure(args.rounds, args.requests)
+    figures = measure(args.rounds, args.requests, args.postgres_url)
     print(json.dumps(figures) if args.json else _table(figures))
 
 

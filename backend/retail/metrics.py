@@ -52,10 +52,11 @@ MetricRow = tuple[str, float, dict[str, Any], datetime]
 
 
 def metric_rows_insert(rows: Sequence[MetricRow]) -> None:
-    """Insert metric rows in one transaction with one prepared INSERT (executemany).
+    """Insert metric rows in one transaction, a multi-row INSERT per batch.
 
-    Values go through the backend's adapters, so the rows are what the ORM would write;
-    skipping model instances and SQL compilation makes a row cost ~15 µs instead of ~40.
+    Values go through the backend's adapters, so the rows are what the ORM would write.
+    One statement per batch rather than per row (executemany) matters on PostgreSQL,
+    where the rollup trigger of `retail_metric` then costs a third of the time.
     """
     from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -64,10 +65,9 @@ def metric_rows_insert(rows: Sequence[MetricRow]) -> None:
     # The connection itself, not the `django.db.connection` proxy, whose every attribute
     # access is a context-local lookup.
     connection = connections[DEFAULT_DB_ALIAS]
-    meta = Metric._meta
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(name) for name in ("metric_type", "value", "metadata", "recorded_at"))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s)"
+    names = ("metric_type", "value", "metadata", "recorded_at")
+    insert = f"INSERT INTO {quote(Metric._meta.db_table)} ({', '.join(map(quote, names))}) VALUES "
     # The backend's own adapters, as the model's JSONField and DateTimeField use them.
     adapt_json = connection.ops.adapt_json_value
     adapt_datetime = connection.ops.adapt_datetimefield_value
@@ -75,9 +75,13 @@ def metric_rows_insert(rows: Sequence[MetricRow]) -> None:
         (metric_type, value, adapt_json(metadata, None), adapt_datetime(at))
         for metric_type, value, metadata, at in rows
     ]
+    # SQLite caps the parameters of one statement; the backend knows its limit.
+    batch = max(1, min(BATCH_SIZE, connection.ops.bulk_batch_size(names, params)))
     with transaction.atomic(using=DEFAULT_DB_ALIAS), connection.cursor() as cursor:
-        for start in range(0, len(params), BATCH_SIZE):
-            cursor.executemany(sql, params[start : start + BATCH_SIZE])
+        for start in range(0, len(params), batch):
+            chunk = params[start : start + batch]
+            placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(insert + placeholders, [value for row in chunk for value in row])
 
 
 class MetricBuffer:
