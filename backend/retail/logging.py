@@ -161,7 +161,12 @@ class JsonLinesHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # Merge the arguments now: the caller may change them before the writer runs.
         if record.args:
-            record.msg = record.getMessage()
+            try:
+                record.msg = record.getMessage()
+            except Exception:
+                # A message that does not match its arguments, as logging reports it.
+                self.handleError(record)
+                return
             record.args = None
         self._records.append(record)
         if self.synchronous or len(self._records) >= self.capacity:

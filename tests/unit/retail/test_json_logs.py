@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.authtoken.models import Token
-from retail.logging import StructuredLogger, log_event
+from retail.logging import JsonFormatter, JsonLinesHandler, StructuredLogger, log_event
 from retail.models import Metric
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +162,24 @@ def test_every_request_records_its_response_time_and_errors_their_class(client, 
     errors = list(Metric.objects.filter(metric_type="error_rate"))
     assert len(errors) == 1
     assert errors[0].metadata["status_class"] == "4xx" and errors[0].metadata["status_code"] == 404
+
+
+def test_a_malformed_log_call_never_raises_into_the_caller(tmp_path, capsys):
+    """A format string that does not match its arguments is reported on stderr, not raised."""
+    handler = JsonLinesHandler(str(tmp_path / "application.log"), stdout=False, synchronous=True)
+    handler.setFormatter(JsonFormatter())
+    careless = logging.getLogger("careless.caller")
+    careless.propagate = False  # pytest's own capture handler raises on such records
+    careless.addHandler(handler)
+    try:
+        careless.warning("two values %s %s", "only one")
+        careless.warning("fine %s", "afterwards")
+    finally:
+        careless.removeHandler(handler)
+        handler.close()
+    lines = (tmp_path / "application.log").read_text("utf-8").splitlines()
+    assert [json.loads(line)["message"] for line in lines] == ["fine afterwards"]
+    assert "not enough arguments for format string" in capsys.readouterr().err
 
 
 def test_log_event_writes_fields_as_top_level_keys():
