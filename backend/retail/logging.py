@@ -146,7 +146,8 @@ class JsonLinesHandler(logging.Handler):
         self._write_lock = threading.RLock()
         self._start_lock = threading.Lock()
         self._wakeup = threading.Event()
-        self._closed = threading.Event()
+        # Not `_closed`: logging.Handler uses that name for its own flag.
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._file: ConcurrentRotatingFileHandler | None = None
         _handlers.add(self)
@@ -196,7 +197,7 @@ class JsonLinesHandler(logging.Handler):
 
     def close(self) -> None:
         """Stop the writer thread, write what is left and close the file."""
-        self._closed.set()
+        self._stopping.set()
         self._wakeup.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -210,13 +211,13 @@ class JsonLinesHandler(logging.Handler):
 
     def _start_writer(self) -> None:
         with self._start_lock:
-            if self._thread is None and not self._closed.is_set():
+            if self._thread is None and not self._stopping.is_set():
                 thread = threading.Thread(target=self._run, name="retail-log-writer", daemon=True)
                 thread.start()
                 self._thread = thread
 
     def _run(self) -> None:
-        while not self._closed.is_set():
+        while not self._stopping.is_set():
             self._wakeup.wait(self.flush_interval)
             self._wakeup.clear()
             self.flush()
