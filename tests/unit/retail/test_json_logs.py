@@ -106,6 +106,16 @@ def test_a_views_own_logger_carries_the_request_id(monkeypatch, product):
     assert [r["message"] for r in own] == [f"looking up {product.pk}"]
 
 
+def test_djangos_own_records_carry_the_request_id():
+    """A record Django writes while handling the request (a disallowed Host) has its ID."""
+    response = Client().get(
+        "/api/products/", headers={"X-Request-ID": "bad-host", "Host": "evil.example"}
+    )
+    assert response.status_code == 400 and response["X-Request-ID"] == "bad-host"
+    loggers = [r["logger"] for r in _records("bad-host")]
+    assert "django.security.DisallowedHost" in loggers
+
+
 def test_the_user_is_read_after_the_view_without_forcing_vary_cookie(client):
     """A DRF token user shows as user_id; reading it adds no session access (no Vary: Cookie)."""
     staff = get_user_model().objects.create_user("ops", password="unused-pw-1", is_staff=True)

@@ -145,6 +145,17 @@ def test_the_background_thread_inserts_on_its_own_connection():
 
 
 @pytest.mark.django_db
+def test_the_metric_table_has_the_three_indexes():
+    """retail_metric is indexed on metric_type, recorded_at and (metric_type, recorded_at)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "retail_metric")
+    indexed = {tuple(c["columns"]) for c in constraints.values() if c["index"]}
+    assert {("metric_type",), ("recorded_at",), ("metric_type", "recorded_at")} <= indexed
+
+
+@pytest.mark.django_db
 def test_synchronous_mode_inserts_in_the_callers_transaction():
     """In tests record_metric() writes at once, so the row is visible right after the call."""
     record_metric(metrics.ORDERS_PER_DAY, 1, {"order_id": 7})
