@@ -43,6 +43,8 @@ def _synchronous_observability() -> Iterator[None]:
     set_synchronous_metrics(True)
     set_synchronous_logging(True)
     yield
+
+
 _DATABASE_FIXTURES = {
     "db",
     "transactional_db",
@@ -62,7 +64,12 @@ def pytest_report_header(config):
     database = os.environ.get("DATABASE_URL", "").split("@")[-1] or "SQLite (default)"
     postgres = "set" if os.environ.get(POSTGRES_URL_VAR) else "not set: PostgreSQL tests skip"
     redis = "set" if os.environ.get("REDIS_URL") else "not set: Redis tests skip"
-    return [f"database: {database}", f"{POSTGRES_URL_VAR}: {postgres}", f"REDIS_URL: {redis}"]
+    return [
+        f"database: {database}",
+        f"{POSTGRES_URL_VAR}: {postgres}",
+        f"REDIS_URL: {redis}",
+        f"logs of in-process tests: {TEST_LOG_DIR}",
+    ]
 
 
 @pytest.fixture(scope="session")
