@@ -144,7 +144,10 @@ def quality_scenarios(request):
         {
             "name": name,
             "status": result["status"],
-            "evidence": [(key, value) for key, value in result.items() if key != "status"],
+            "no_data": result["no_data"],
+            "evidence": [
+                (key, value) for key, value in result.items() if key not in ("status", "no_data")
+            ],
         }
         for name, result in document.items()
     ]

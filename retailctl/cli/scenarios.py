@@ -9,7 +9,7 @@ _TITLES = {
     "A1": "A1 flash-sale concurrency: no oversell, stock never negative",
     "A2": "A2 payment resilience: success >= 95 %, fast-fail p99 < 100 ms",
 }
-_STYLE = {"PASS": "bold green", "FAIL": "bold red", "NO_DATA": "bold yellow"}
+_STYLE = {"PASS": "bold green", "FAIL": "bold red"}
 
 
 def scenarios(
@@ -45,8 +45,11 @@ def _render(document: dict) -> None:
         evidence = "\n".join(
             f"{key} = {'n/a' if value is None else value}"
             for key, value in result.items()
-            if key != "status"
+            if key not in ("status", "no_data")
         )
         status = result["status"]
-        table.add_row(_TITLES.get(name, name), Text(status, style=_STYLE.get(status, "")), evidence)
+        verdict = Text(status, style=_STYLE.get(status, ""))
+        if result.get("no_data"):
+            verdict.append(" (no data)", style="yellow")
+        table.add_row(_TITLES.get(name, name), verdict, evidence)
     out.print(table)
