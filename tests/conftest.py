@@ -88,20 +88,10 @@ def fresh_postgres_url(postgres_server_url: str) -> Iterator[str]:
     Each test that starts server processes gets its own database, so concurrent test
     runs on one server never see each other's rows.
     """
-    import psycopg
-    from psycopg import sql
+    from tests.support.databases import throwaway_postgres
 
-    name = f"retail_t_{uuid.uuid4().hex[:12]}"
-    base, _, _ = postgres_server_url.rpartition("/")
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_postgres(postgres_server_url, prefix="retail_t") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL databases for benchmarks (tests use the `fresh_postgres_url` fixture)."""
+"""Throwaway PostgreSQL databases, for the `fresh_postgres_url` fixture and the benchmarks."""
 
 import uuid
 from collections.abc import Iterator
@@ -6,12 +6,12 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def throwaway_postgres(server_url: str) -> Iterator[str]:
+def throwaway_postgres(server_url: str, *, prefix: str = "retail_b") -> Iterator[str]:
     """Create a PostgreSQL database, yield its URL, and drop it afterwards."""
     import psycopg
     from psycopg import sql
 
-    name = f"retail_b_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     base, _, _ = server_url.rpartition("/")
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
