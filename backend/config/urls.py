@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
+
 from retail.apis import healthz, readyz
 
 urlpatterns = [

@@ -4,20 +4,20 @@ import time
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from payments.models import Payment
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from retail.exceptions import error_body
-from retail.serializers import StrictCharField, StrictIntegerField, StrictSerializer
 
 from orders.exceptions import PaymentUnavailable
 from orders.models import Order
 from orders.selectors import order_get_for_reader
 from orders.services import OrderLine, order_place, order_refund
 from orders.throttling import CheckoutRateThrottle
+from payments.models import Payment
+from retail.exceptions import error_body
+from retail.serializers import StrictCharField, StrictIntegerField, StrictSerializer
 
 _MAX_DB_ID = 2**63 - 1
 

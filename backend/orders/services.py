@@ -14,13 +14,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import DatabaseError, IntegrityError, transaction
+from django.http import Http404
+from django.utils import timezone
+
 from catalog.exceptions import OutOfStock, ProductNotFound
 from catalog.models import Product, StockMovement
 from catalog.selectors import product_prices
 from catalog.services import product_stock_decrement, product_stock_increment
-from django.db import DatabaseError, IntegrityError, transaction
-from django.http import Http404
-from django.utils import timezone
+from orders.exceptions import OrderNotRefundable, PaymentUnavailable
+from orders.models import Order, OrderItem, Refund
+from orders.selectors import order_access_token_hash
 from payments.gateways import CircuitOpen, GatewayUnavailable, payment_gateway
 from payments.models import Payment
 from payments.services import (
@@ -31,10 +35,6 @@ from payments.services import (
     payment_save_outcome,
 )
 from retail.metrics import ORDERS_PER_DAY, REFUNDS_PER_DAY, STOCK_CONFLICTS, record_metric
-
-from orders.exceptions import OrderNotRefundable, PaymentUnavailable
-from orders.models import Order, OrderItem, Refund
-from orders.selectors import order_access_token_hash
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
+
 from retail.metrics import THROTTLED_REQUESTS, record_metric
 
 logger = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ import pybreaker
 import redis
 from django.conf import settings
 from redis.exceptions import RedisError
-from retail.metrics import CIRCUIT_BREAKER_STATE, record_metric
 
 from payments.gateways import CircuitOpen, GatewayRejected, GatewayUnavailable
+from retail.metrics import CIRCUIT_BREAKER_STATE, record_metric
 
 logger = logging.getLogger(__name__)
 

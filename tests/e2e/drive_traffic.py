@@ -15,6 +15,7 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
+
 from retail.metrics import flush_metrics  # noqa: E402
 from retail.wsgi_client import wsgi_call  # noqa: E402
 

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+
 from catalog.models import Product
 
 pytestmark = pytest.mark.django_db

@@ -1,8 +1,9 @@
 """`manage.py seed_demo`: the demo catalog and the flash-sale product."""
 
 import pytest
-from catalog.models import Product
 from django.core.management import CommandError, call_command
+
+from catalog.models import Product
 
 pytestmark = pytest.mark.django_db
 

@@ -3,6 +3,9 @@
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
 from catalog.models import Product, StockMovement
 from catalog.selectors import stock_audit
 from catalog.services import (
@@ -12,8 +15,6 @@ from catalog.services import (
     product_stock_increment,
     product_stock_set,
 )
-from django.db import IntegrityError, transaction
-from django.db.models import F
 
 pytestmark = pytest.mark.django_db
 

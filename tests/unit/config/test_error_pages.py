@@ -1,9 +1,10 @@
 """Error answers outside the API views are JSON too: 404, 405 on probes, 500, schema."""
 
 import pytest
+from django.urls import path
+
 from config.urls import handler404, handler500  # noqa: F401 - this module is a URLconf too
 from config.urls import urlpatterns as config_urlpatterns
-from django.urls import path
 
 pytestmark = pytest.mark.django_db
 

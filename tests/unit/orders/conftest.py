@@ -3,9 +3,10 @@
 from decimal import Decimal
 
 import pytest
-from catalog.models import Product
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
+
+from catalog.models import Product
 
 
 @pytest.fixture

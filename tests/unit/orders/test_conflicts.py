@@ -2,14 +2,15 @@
 
 from decimal import Decimal
 
-import orders.services
 import pytest
+from django.db import OperationalError
+from django.db.models import F
+
+import orders.services
 from catalog.exceptions import OutOfStock
 from catalog.models import Product, StockMovement
 from catalog.selectors import stock_audit
 from catalog.services import product_create
-from django.db import OperationalError
-from django.db.models import F
 from orders.models import Order
 from orders.services import OrderLine, order_place
 from payments.models import Payment

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from orders.models import Order, Refund
 from payments.models import Payment
 

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+
 from catalog.exceptions import OutOfStock, ProductNotFound
 from orders.models import Order
 from orders.services import OrderLine, order_place, order_refund

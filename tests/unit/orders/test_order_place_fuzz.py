@@ -5,9 +5,10 @@ import json
 from decimal import Decimal
 
 import pytest
-from catalog.models import Product
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from catalog.models import Product
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,9 @@ import pytest
 from django.core.cache import caches
 from django.db import connections
 from django.test import RequestFactory, override_settings
-from orders.throttling import CheckoutRateThrottle, client_ip, rate_parse
 from rest_framework.request import Request
+
+from orders.throttling import CheckoutRateThrottle, client_ip, rate_parse
 from retail.models import Metric
 
 

@@ -4,12 +4,13 @@ from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
-import orders.services
 import pytest
-from catalog.selectors import stock_audit
-from catalog.services import product_create
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+
+import orders.services
+from catalog.selectors import stock_audit
+from catalog.services import product_create
 from orders.models import Order
 from orders.services import OrderLine, order_place, order_release_stale
 from payments.models import Payment

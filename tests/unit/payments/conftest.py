@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from payments.fake_gateway import fake_gateway_server
 
 

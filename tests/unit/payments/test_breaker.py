@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import redis
+
 from payments.breaker import CLOSED, HALF_OPEN, OPEN, PaymentBreaker
 from payments.gateways import CircuitOpen, GatewayRejected, GatewayUnavailable
 from retail.models import Metric

@@ -5,9 +5,10 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.test import override_settings
+
 from catalog.selectors import stock_audit
 from catalog.services import product_create
-from django.test import override_settings
 from orders.models import Order
 from payments.breaker import PaymentBreaker
 from payments.gateways import GatewayUnavailable, payment_gateway

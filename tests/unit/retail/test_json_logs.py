@@ -5,12 +5,13 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
-from catalog.apis import ProductDetailApi
-from catalog.models import Product
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.authtoken.models import Token
+
+from catalog.apis import ProductDetailApi
+from catalog.models import Product
 from retail.logging import JsonFormatter, JsonLinesHandler, StructuredLogger, log_event
 from retail.models import Metric
 

@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError
 from django.test import Client
+
 from retail import metrics
 from retail.metrics import MetricBuffer, flush_metrics, record_metric, set_synchronous_metrics
 from retail.models import Metric

@@ -3,6 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 from prometheus_client.parser import text_string_to_metric_families
+
 from retail.models import Metric
 
 pytestmark = pytest.mark.django_db(transaction=True)

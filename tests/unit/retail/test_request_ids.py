@@ -6,11 +6,12 @@ import threading
 import uuid
 
 import pytest
-from catalog.apis import ProductDetailApi
 from django.conf import settings
 from django.http import HttpResponse
 from django.test import AsyncRequestFactory, Client
 from rest_framework.response import Response
+
+from catalog.apis import ProductDetailApi
 from retail.context import get_request_id
 from retail.middleware import ObservabilityMiddleware, request_id_from, trace_id_from
 

@@ -4,14 +4,14 @@ import threading
 import time
 import uuid
 
-from catalog.models import Product
-from catalog.services import FLASH_SALE_SKU
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
-from retail.wsgi_client import wsgi_call
 
+from catalog.models import Product
+from catalog.services import FLASH_SALE_SKU
 from payments.breaker import payment_breaker
 from payments.fake_gateway import fake_gateway_server
+from retail.wsgi_client import wsgi_call
 
 
 class Command(BaseCommand):
