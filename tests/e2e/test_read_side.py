@@ -4,8 +4,7 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from retailctl.cli import app
 from retailctl.core import tables as t
+from tests.support.databases import throwaway_postgres
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("drive_traffic.py")
@@ -37,23 +37,6 @@ def _run_driver(mode: str, env: dict) -> dict:
     return json.loads(marked[0][len("RESULT ") :])
 
 
-@contextmanager
-def _postgres_database(server_url: str):
-    import psycopg
-    from psycopg import sql
-
-    name = f"retail_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"{server_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def shop(request, tmp_path_factory):
     """Run the traffic once per database; yield its URL, log dir and what was done."""
@@ -63,7 +46,7 @@ def shop(request, tmp_path_factory):
             database_url = f"sqlite:///{base / 'retail.sqlite3'}"
         else:
             server = request.getfixturevalue("postgres_server_url")
-            database_url = stack.enter_context(_postgres_database(server))
+            database_url = stack.enter_context(throwaway_postgres(server, prefix="retail_e2e"))
         yield _drive(base, database_url)
 
 
