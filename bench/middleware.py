@@ -104,15 +104,6 @@ def _serve(variant: str, database_url: str, log_dir: str, conn) -> None:
         DJANGO_SETTINGS_MODULE="config.settings",
     )
     sys.path[:0] = [str(BACKEND), str(ROOT)]
-    # The settings close the SQLite connection after every request (CONN_MAX_AGE=0);
-    # when the last connection to a WAL database closes, SQLite checkpoints and drops
-    # the WAL, and the next open rebuilds it. The `on` variant's metric flusher holds a
-    # connection most of the time and would win that cost back; one idle connection in
-    # every variant (as the other workers of a real server hold) keeps the comparison
-    # about the middleware.
-    if database_url.startswith("sqlite:///"):
-        idle = sqlite3.connect(database_url.removeprefix("sqlite:///"))
-        idle.execute("SELECT count(*) FROM sqlite_master").fetchone()
     import django
 
     django.setup()

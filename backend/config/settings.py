@@ -113,14 +113,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers write one file: WAL lets readers run beside the writer,
     # the busy timeout makes writers queue instead of failing, and IMMEDIATE takes the
     # write lock at BEGIN so a read-then-write transaction cannot deadlock on upgrade.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Connections persist (CONN_MAX_AGE) as on PostgreSQL: an idle WAL connection holds
+    # no lock, and reopening per request would redo the PRAGMAs and the WAL index.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
