@@ -13,7 +13,7 @@ from django.core.signals import got_request_exception
 from django.utils.functional import SimpleLazyObject, empty
 
 from retail.context import request_id_var, trace_id_var
-from retail.logging import log_event
+from retail.logging import log_fields
 from retail.metrics import AVG_RESPONSE_TIME, ERROR_RATE, record_metric
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -152,10 +152,14 @@ class ObservabilityMiddleware:
     def _start(self, request) -> float:
         # Tells the `django.request` filter that this response is logged here already.
         request.retail_observed = True
-        fields: dict[str, Any] = {"method": request.method, "path": request.path}
+        fields: dict[str, Any] = {
+            "event": "http.request",
+            "method": request.method,
+            "path": request.path,
+        }
         if self.log_client_ip:
             fields["ip"] = request.META.get("REMOTE_ADDR")
-        log_event("http.request", logger=_http_logger, **fields)
+        log_fields(_http_logger, logging.INFO, fields)
         return time.perf_counter()
 
     def _finish(self, request, response, started: float) -> None:
@@ -164,6 +168,7 @@ class ObservabilityMiddleware:
         method = request.method
         route = _route(request)
         fields: dict[str, Any] = {
+            "event": "http.response",
             "method": method,
             "path": request.path,
             "route": route,
@@ -179,7 +184,7 @@ class ObservabilityMiddleware:
             level, exc_info = logging.ERROR, request.__dict__.pop(_EXC_INFO_ATTR, None)
         elif status >= 400:
             level = logging.WARNING
-        log_event("http.response", level=level, logger=_http_logger, exc_info=exc_info, **fields)
+        log_fields(_http_logger, level, fields, exc_info)
         record_metric(
             AVG_RESPONSE_TIME,
             duration_ms,
