@@ -9,6 +9,7 @@ file lock once instead of once per line.
 
 import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -27,6 +28,9 @@ from retail.context import request_id_var, trace_id_var
 # Lines of one batch go to stdout in chunks no larger than this, so that writes of
 # several workers sharing one pipe never interleave inside a line (POSIX PIPE_BUF).
 _PIPE_BUF = 4096
+# A stdout that is a regular file takes chunks of up to this size: there one write()
+# lands whole (the kernel holds the file's lock for it), a pipe's limit does not apply.
+_FILE_CHUNK = 64 * 1024
 # No JSON line shows a record's thread or process names, so every record skips looking
 # them up (the logging HOWTO's "Optimization" section); `process` (the pid) stays on.
 logging.logThreads = False
@@ -118,6 +122,28 @@ class JsonFormatter(OrjsonFormatter):
         # `request` (Django passes the HttpRequest as extra) is no log field.
         kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "request"])
         super().__init__(**kwargs)
+        self._plain = "asctime" not in self._required_fields
+        # Attribute names of a record, in order -> those that are log fields (see
+        # _field_names); records of one call site share a layout.
+        self._layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The base class's format() for the common record (a str message without
+        # arguments, exception or stack), in a third less time; the same JSON.
+        msg = record.msg
+        if (
+            type(msg) is not str
+            or record.args
+            or record.exc_info
+            or record.exc_text
+            or record.stack_info
+            or not self._plain
+        ):
+            return super().format(record)
+        record.message = msg
+        log_data: dict[str, Any] = {}
+        self.add_fields(log_data, record, {})
+        return self.serialize_log_record(self.process_log_record(log_data))
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -128,11 +154,23 @@ class JsonFormatter(OrjsonFormatter):
         log_data["level"] = record.levelname
         log_data["logger"] = record.name
         log_data["message"] = record.message
-        skip = self._skip_fields
-        for key, value in record.__dict__.items():
-            if key not in skip and key[:1] != "_":
-                log_data[key] = value
-        log_data.update(message_dict)
+        fields = record.__dict__
+        for key in self._field_names(fields):
+            log_data[key] = fields[key]
+        if message_dict:
+            log_data.update(message_dict)
+
+    def _field_names(self, fields: dict[str, Any]) -> tuple[str, ...]:
+        """Return the keys of `fields` that are log fields: not reserved, not `_private`."""
+        layout = tuple(fields)
+        names = self._layouts.get(layout)
+        if names is None:
+            skip = self._skip_fields
+            names = tuple(key for key in layout if key not in skip and key[:1] != "_")
+            if len(self._layouts) >= 512:
+                self._layouts.clear()
+            self._layouts[layout] = names
+        return names
 
 
 class JsonLinesHandler(logging.Handler):
@@ -175,6 +213,9 @@ class JsonLinesHandler(logging.Handler):
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._file: ConcurrentRotatingFileHandler | None = None
+        # The stdout last written to, and the largest chunk it takes in one write.
+        self._stdout_stream: Any = None
+        self._stdout_chunk = _PIPE_BUF
         _handlers.add(self)
 
     def handle(self, record: logging.LogRecord) -> bool:
@@ -271,8 +312,10 @@ class JsonLinesHandler(logging.Handler):
         stream = sys.stdout
         if stream is None:
             return
+        if stream is not self._stdout_stream:
+            self._stdout_stream, self._stdout_chunk = stream, _stdout_chunk_bytes(stream)
         try:
-            for chunk in _chunks(lines, _PIPE_BUF):
+            for chunk in _chunks(lines, self._stdout_chunk):
                 stream.write(chunk + "\n")
                 stream.flush()
         except (OSError, ValueError):
@@ -306,6 +349,17 @@ class JsonLinesHandler(logging.Handler):
             self._file.owner_lock = self._write_lock
         self._start_lock = threading.Lock()
         self._wakeup = threading.Event()
+
+
+def _stdout_chunk_bytes(stream: Any) -> int:
+    """Largest chunk of lines to write to `stream` at once: PIPE_BUF unless a regular file."""
+    try:
+        if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return _FILE_CHUNK
+    except (AttributeError, OSError, ValueError):
+        # No file descriptor (a test's capture), or a closed stream.
+        pass
+    return _PIPE_BUF
 
 
 def _reset_after_fork() -> None:

@@ -10,6 +10,7 @@ row in the caller's thread and transaction.
 """
 
 import atexit
+import json
 import logging
 import os
 import threading
@@ -50,6 +51,11 @@ MAX_RETRY_SECONDS = 30.0
 
 MetricRow = tuple[str, float, dict[str, Any], datetime]
 
+try:
+    from json.encoder import c_make_encoder as _c_make_encoder
+except ImportError:  # pragma: no cover - CPython always has it
+    _c_make_encoder = None
+
 
 def metric_rows_insert(rows: Sequence[MetricRow]) -> None:
     """Insert metric rows in one transaction: COPY on PostgreSQL, multi-row INSERTs elsewhere.
@@ -72,13 +78,7 @@ def metric_rows_insert(rows: Sequence[MetricRow]) -> None:
         _metric_rows_copy(connection, f"{table} ({columns})", rows)
         return
     insert = f"INSERT INTO {table} ({columns}) VALUES "
-    # The backend's own adapters, as the model's JSONField and DateTimeField use them.
-    adapt_json = connection.ops.adapt_json_value
-    adapt_datetime = connection.ops.adapt_datetimefield_value
-    params = [
-        (metric_type, value, adapt_json(metadata, None), adapt_datetime(at))
-        for metric_type, value, metadata, at in rows
-    ]
+    params = _adapted(connection, rows)
     # SQLite caps the parameters of one statement; the backend knows its limit.
     batch = max(1, min(BATCH_SIZE, connection.ops.bulk_batch_size(names, params)))
     with transaction.atomic(using=DEFAULT_DB_ALIAS), connection.cursor() as cursor:
@@ -86,6 +86,62 @@ def metric_rows_insert(rows: Sequence[MetricRow]) -> None:
             chunk = params[start : start + batch]
             placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
             cursor.execute(insert + placeholders, [value for row in chunk for value in row])
+
+
+def _adapted(connection: Any, rows: Sequence[MetricRow]) -> list[tuple[Any, ...]]:
+    """Return the rows' values as the backend's adapters make them for the model's fields.
+
+    JSONField's adapt_json_value is json.dumps() and SQLite's adapt_datetimefield_value
+    is str() of the datetime made naive in the connection's time zone; for the usual row
+    (an aware UTC time, a UTC connection) both are made in half the time, the same text.
+    """
+    ops = connection.ops
+    adapt_json = ops.adapt_json_value
+    adapt_datetime = ops.adapt_datetimefield_value
+    fast = (
+        connection.vendor == "sqlite"
+        and connection.timezone is UTC
+        and _c_make_encoder is not None
+        and type(ops).adapt_json_value is _base_adapt_json_value()
+    )
+    if fast:
+        # json.dumps() with its default options, without building a new encoder per call.
+        encode = _c_make_encoder(
+            None,
+            json.JSONEncoder().default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ": ",
+            ", ",
+            False,
+            False,
+            True,
+        )
+        try:
+            return [
+                (
+                    metric_type,
+                    value,
+                    "".join(encode(metadata, 0)),
+                    at.replace(tzinfo=None).isoformat(" ")
+                    if at.tzinfo is UTC
+                    else adapt_datetime(at),
+                )
+                for metric_type, value, metadata, at in rows
+            ]
+        except Exception:
+            # A value json.dumps refuses (or a circular one): the adapters say why.
+            pass
+    return [
+        (metric_type, value, adapt_json(metadata, None), adapt_datetime(at))
+        for metric_type, value, metadata, at in rows
+    ]
+
+
+def _base_adapt_json_value() -> Any:
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    return BaseDatabaseOperations.adapt_json_value
 
 
 def _metric_rows_copy(connection: Any, target: str, rows: Sequence[MetricRow]) -> None:
