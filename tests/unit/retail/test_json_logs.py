@@ -207,3 +207,23 @@ def test_log_event_writes_fields_as_top_level_keys():
     assert odd["logger"] == "orders.services" and odd["name_"] == "clash"
     assert odd["module_"] == "m" and odd["level"] == "WARNING"
     assert failed["level"] == "ERROR" and "ValueError: bad thing" in failed["exc_info"]
+
+
+def test_event_records_are_the_records_logging_would_make(monkeypatch):
+    """log_event's record has makeRecord's attributes, in its order, and the same JSON line."""
+    from retail import logging as retail_logging
+
+    made: list[logging.LogRecord] = []
+    events = logging.getLogger("retail.events")
+    monkeypatch.setattr(events, "handle", made.append)
+    monkeypatch.setattr(retail_logging.time, "time", lambda: 1764365305.123456)
+    log_event("order.placed", level=logging.WARNING, order_id=7, total="12.50")
+    fields = {"event": "order.placed", "order_id": 7, "total": "12.50"}
+    with monkeypatch.context() as clock:
+        clock.setattr(logging.time, "time", lambda: 1764365305.123456)
+        expected = events.makeRecord(
+            events.name, logging.WARNING, "", 0, "order.placed", None, None, extra=fields
+        )
+    [record] = made
+    assert list(record.__dict__.items()) == list(expected.__dict__.items())
+    assert JsonFormatter().format(record) == JsonFormatter().format(expected)
