@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from retailctl.core.paths import DEFAULT_LOG_DIR, DEFAULT_SQLITE_PATH
+
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 PROJECT_ROOT = BACKEND_DIR.parent
 
@@ -100,9 +102,8 @@ TEMPLATES = [
     },
 ]
 
-# One URL configures backend and CLI alike; the SQLite default is an absolute path so
-# both programs open the same file whatever their working directory.
-DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "retail.sqlite3"
+# One URL configures backend and CLI alike; the defaults come from retailctl, so both
+# programs open the same absolute SQLite file and log directory whatever their cwd.
 DATABASE_URL = os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{DEFAULT_SQLITE_PATH}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 
@@ -163,7 +164,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- retail-observability (SPEC §2) -------------------------------------------------
 
-RETAIL_LOG_DIR = Path(os.environ.get("RETAIL_LOG_DIR", "").strip() or PROJECT_ROOT / "logs")
+RETAIL_LOG_DIR = Path(os.environ.get("RETAIL_LOG_DIR", "").strip() or DEFAULT_LOG_DIR)
 RETAIL_LOG_MAX_BYTES = _env_int("RETAIL_LOG_MAX_BYTES", 50 * 1024 * 1024)
 RETAIL_LOG_BACKUPS = _env_int("RETAIL_LOG_BACKUPS", 10)
 RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lower() != "off"

@@ -21,14 +21,21 @@ def healthz(request) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def readyz(request) -> JsonResponse:
-    """Answer 200 when the database answers, 503 otherwise."""
-    if request.method not in _PROBE_METHODS:
-        return _method_not_allowed()
+def database_answers() -> bool:
+    """Return whether Django's database connection answers a trivial query."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError:
+        return False
+    return True
+
+
+def readyz(request) -> JsonResponse:
+    """Answer 200 when the database answers, 503 otherwise."""
+    if request.method not in _PROBE_METHODS:
+        return _method_not_allowed()
+    if not database_answers():
         return json_error(503, "database_unavailable", "The database does not answer.")
     return JsonResponse({"status": "ok"})

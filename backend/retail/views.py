@@ -1,10 +1,11 @@
 """Staff pages over the read model: dashboard, quality scenarios, JSON API, Prometheus."""
 
+import functools
 import hmac
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -13,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from retail import selectors
+from retail.apis import database_answers
 from retail.exceptions import json_error
 
 DEFAULT_DAYS = 7
@@ -55,19 +57,29 @@ def _machine_auth_error(request) -> JsonResponse | None:
     return response
 
 
-def _unavailable() -> JsonResponse:
-    return json_error(503, "database_unavailable", "The database does not answer.")
+def _read_model_view(view):
+    """Answer a bad `days` with 400 and a read model that does not answer with 503."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except _BadDays as exc:
+            return json_error(400, "invalid_request", str(exc))
+        except (SQLAlchemyError, DatabaseError):
+            return json_error(503, "database_unavailable", "The database does not answer.")
+
+    return wrapper
 
 
-def _database_ready() -> bool:
-    """Answer what /readyz answers: does Django's own database connection work?"""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except DatabaseError:
-        return False
-    return True
+def _machine_view(view):
+    """Let a staff session or the metrics bearer token in; answer 401/403 otherwise."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        return _machine_auth_error(request) or view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _chart(daily: list[dict]) -> dict:
@@ -101,23 +113,18 @@ def _payment_rows(by_status: dict[str, int]) -> list[dict]:
 
 @require_GET
 @staff_member_required
+@_read_model_view
 def metrics_dashboard(request):
     """Show KPI cards, system health, daily orders, payments, errors and response times."""
-    try:
-        days = _days(request)
-    except _BadDays as exc:
-        return json_error(400, "invalid_request", str(exc))
-    try:
-        report = selectors.metrics_report(days=days)
-        errors = selectors.metrics_recent_errors(limit=10)
-    except (SQLAlchemyError, DatabaseError):
-        return _unavailable()
+    days = _days(request)
+    report = selectors.metrics_report(days=days)
+    errors = selectors.metrics_recent_errors(limit=10)
     kpis = report.kpis
     context = {
         "report": report,
         "kpis": kpis,
         "days": days,
-        "ready": _database_ready(),
+        "ready": database_answers(),
         "breaker_state": kpis["circuit_breaker_state"] or "unknown",
         "breaker_ok": (kpis["circuit_breaker_state"] or "closed").lower() == "closed",
         "error_rate_ok": kpis["error_rate"] < 5,
@@ -130,16 +137,11 @@ def metrics_dashboard(request):
 
 @require_GET
 @staff_member_required
+@_read_model_view
 def quality_scenarios(request):
     """Show the A1 and A2 verdicts with their evidence."""
-    try:
-        days = _days(request)
-    except _BadDays as exc:
-        return json_error(400, "invalid_request", str(exc))
-    try:
-        document = selectors.scenarios_document(days=days)
-    except (SQLAlchemyError, DatabaseError):
-        return _unavailable()
+    days = _days(request)
+    document = selectors.scenarios_document(days=days)
     scenarios = [
         {
             "name": name,
@@ -155,19 +157,11 @@ def quality_scenarios(request):
 
 
 @require_GET
+@_machine_view
+@_read_model_view
 def metrics_api(request):
     """Answer SPEC §4's metrics document, as `retailctl metrics --json` prints it."""
-    denied = _machine_auth_error(request)
-    if denied is not None:
-        return denied
-    try:
-        days = _days(request)
-    except _BadDays as exc:
-        return json_error(400, "invalid_request", str(exc))
-    try:
-        return JsonResponse(selectors.metrics_document(days=days))
-    except (SQLAlchemyError, DatabaseError):
-        return _unavailable()
+    return JsonResponse(selectors.metrics_document(days=_days(request)))
 
 
 class _ReadModelCollector:
@@ -242,16 +236,12 @@ class _ReadModelCollector:
 
 
 @require_GET
+@_machine_view
+@_read_model_view
 def metrics_prometheus(request):
     """Answer the Prometheus text exposition format, generated from the read model."""
-    denied = _machine_auth_error(request)
-    if denied is not None:
-        return denied
-    try:
-        totals = selectors.metrics_lifetime()
-        today = selectors.metrics_report(days=1)
-    except (SQLAlchemyError, DatabaseError):
-        return _unavailable()
+    totals = selectors.metrics_lifetime()
+    today = selectors.metrics_report(days=1)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ReadModelCollector(totals, today))
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -89,3 +89,18 @@ def test_api_rejects_bad_days(staff_client):
     """days must be an integer from 1 to 3650."""
     assert staff_client.get("/metrics/api/?days=zero").status_code == 400
     assert staff_client.get("/metrics/api/?days=0").status_code == 400
+
+
+@pytest.mark.parametrize("url", [*PAGES, *MACHINE])
+def test_every_page_answers_503_json_when_the_read_model_fails(staff_client, monkeypatch, url):
+    """A read model that does not answer gives a JSON 503 on every page, never a traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    def refuse(**kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    for name in ("metrics_report", "metrics_document", "metrics_lifetime", "scenarios_document"):
+        monkeypatch.setattr(selectors, name, refuse)
+    response = staff_client.get(url)
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
