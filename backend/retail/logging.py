@@ -23,6 +23,7 @@ from concurrent_log_handler import ConcurrentRotatingFileHandler
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from retail.background import BackgroundLoop
 from retail.context import request_id_var, trace_id_var
 
 # Lines of one batch go to stdout in chunks no larger than this, so that writes of
@@ -211,11 +212,9 @@ class JsonLinesHandler(logging.Handler):
         self._records: deque[logging.LogRecord | dict[str, Any]] = deque()
         # Reentrant: closing the file handler takes it too (see _RotatingFile.close).
         self._write_lock = threading.RLock()
-        self._start_lock = threading.Lock()
-        self._wakeup = threading.Event()
-        # Not `_closed`: logging.Handler uses that name for its own flag.
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._writer = BackgroundLoop(
+            name="retail-log-writer", tick=self.flush, interval=lambda: self.flush_interval
+        )
         self._file: ConcurrentRotatingFileHandler | None = None
         # The stdout last written to, and the largest chunk it takes in one write.
         self._stdout_stream: Any = None
@@ -248,10 +247,9 @@ class JsonLinesHandler(logging.Handler):
         if self.synchronous or len(self._records) >= self.capacity:
             self.flush()
             return
-        if self._thread is None:
-            self._start_writer()
+        self._writer.ensure_running()
         if record.levelno >= logging.ERROR:
-            self._wakeup.set()
+            self._writer.wake()
 
     def flush(self) -> None:
         """Write every buffered record now."""
@@ -275,30 +273,13 @@ class JsonLinesHandler(logging.Handler):
 
     def close(self) -> None:
         """Stop the writer thread, write what is left and close the file."""
-        self._stopping.set()
-        self._wakeup.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+        self._writer.stop(timeout=5)
         self.flush()
         with self._write_lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
         super().close()
-
-    def _start_writer(self) -> None:
-        with self._start_lock:
-            if self._thread is None and not self._stopping.is_set():
-                thread = threading.Thread(target=self._run, name="retail-log-writer", daemon=True)
-                thread.start()
-                self._thread = thread
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wakeup.wait(self.flush_interval)
-            self._wakeup.clear()
-            self.flush()
 
     def _write(self, lines: list[str]) -> None:
         file_chunks: list[str] | None = None
@@ -352,13 +333,11 @@ class JsonLinesHandler(logging.Handler):
     def _after_fork(self) -> None:
         # The writer thread does not survive fork(); the child starts its own, and the
         # parent's buffered records are the parent's to write.
-        self._thread = None
+        self._writer.reset()
         self._records.clear()
         self._write_lock = threading.RLock()
         if self._file is not None:
             self._file.owner_lock = self._write_lock
-        self._start_lock = threading.Lock()
-        self._wakeup = threading.Event()
 
 
 def _stdout_chunk_bytes(stream: Any) -> int:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from retail.background import BackgroundLoop
+
 logger = logging.getLogger(__name__)
 
 ORDERS_PER_DAY = "orders_per_day"
@@ -175,11 +177,13 @@ class MetricBuffer:
         self.dropped = 0
         self._rows: deque[MetricRow] = deque()
         self._flush_lock = threading.Lock()
-        self._start_lock = threading.Lock()
-        self._wakeup = threading.Event()
-        self._closed = threading.Event()
         self._failures = 0
-        self._thread: threading.Thread | None = None
+        self._flusher = BackgroundLoop(
+            name="retail-metrics",
+            tick=self._tick,
+            interval=self._retry_interval,
+            on_exit=_close_thread_connections,
+        )
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -189,10 +193,9 @@ class MetricBuffer:
         self._rows.append(row)
         if len(self._rows) > self.capacity:
             self._drop_oldest()
-        if self._thread is None:
-            self._start()
+        self._flusher.ensure_running()
         if len(self._rows) >= self.batch_size:
-            self._wakeup.set()
+            self._flusher.wake()
 
     def flush(self) -> bool:
         """Write every queued row now; return False (rows kept) if the write failed."""
@@ -232,11 +235,7 @@ class MetricBuffer:
 
     def close(self) -> None:
         """Stop the thread and write what is left."""
-        self._closed.set()
-        self._wakeup.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
+        self._flusher.stop(timeout=10)
         if not self.flush():
             logger.error(
                 "metric.unwritten: %d metric rows lost, the database failed at shutdown",
@@ -252,24 +251,13 @@ class MetricBuffer:
                 break
             self.dropped += 1
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None and not self._closed.is_set():
-                thread = threading.Thread(target=self._run, name="retail-metrics", daemon=True)
-                thread.start()
-                self._thread = thread
+    def _retry_interval(self) -> float:
+        # Back off while the database is down: 1 s, 2 s, 4 s… up to MAX_RETRY_SECONDS.
+        return min(self.flush_interval * 2 ** min(self._failures, 8), MAX_RETRY_SECONDS)
 
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            # Back off while the database is down: 1 s, 2 s, 4 s… up to MAX_RETRY_SECONDS.
-            delay = min(self.flush_interval * 2 ** min(self._failures, 8), MAX_RETRY_SECONDS)
-            self._wakeup.wait(delay)
-            self._wakeup.clear()
-            if self._rows or self.dropped:
-                self._flush_on_own_connection()
-        from django.db import connections
-
-        connections.close_all()
+    def _tick(self) -> None:
+        if self._rows or self.dropped:
+            self._flush_on_own_connection()
 
     def _flush_on_own_connection(self) -> None:
         # Django connections are per thread: this one is the flusher's. It is kept between
@@ -283,6 +271,12 @@ class MetricBuffer:
                 connection.close()
         except Exception:
             logger.exception("metric.flusher_error", extra={"event": "metric.flusher_error"})
+
+
+def _close_thread_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
 
 
 _buffer: MetricBuffer | None = None
