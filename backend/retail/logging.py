@@ -5,6 +5,11 @@ once with python-json-logger's orjson formatter and writes the batch to stdout a
 under concurrent-log-handler's inter-process lock, to `application.log`. That keeps
 the per-request cost of two log records to a few microseconds, and a batch takes the
 file lock once instead of once per line.
+
+The records the code here writes itself (`log_fields`, `log_event`, the middleware's
+`http.*` records) take a shorter way still when logging is configured as in production
+(one JsonLinesHandler receives them): the buffer gets the record's time, level, logger
+and fields, and the writer formats the same JSON line from them without a LogRecord.
 """
 
 import logging
@@ -42,25 +47,12 @@ _handlers: "weakref.WeakSet[JsonLinesHandler]" = weakref.WeakSet()
 
 _LogRecord = logging.LogRecord
 _new_object = object.__new__
-_makeRecord = logging.Logger.makeRecord
 _getLevelName = logging.getLevelName
-# The attributes LogRecord.__init__ sets, in its order, on the Python versions whose
-# __init__ _new_record() repeats; elsewhere records are made the standard way.
-_RECORD_LAYOUT = (
-    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
-    "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
-    "relativeCreated", "thread", "threadName", "processName", "process",
-)  # fmt: skip
-_FAST_RECORDS = (
-    sys.version_info[:2] == (3, 11)
-    and tuple(_LogRecord("", logging.INFO, "", 0, "", None, None).__dict__) == _RECORD_LAYOUT
-)
-# The attributes _new_record() does not set: those of a record without a caller, thread
-# and process names, traceback text or stack.
-_RECORD_TEMPLATE: dict[str, Any] = dict.fromkeys(_RECORD_LAYOUT)
-_RECORD_TEMPLATE.update(pathname="", filename="", module="", lineno=0)
-# os.getpid() is a system call; the pid changes only at fork (see _reset_after_fork).
-_pid = os.getpid()
+# What JsonLinesHandler buffers: a LogRecord, a plain LogRecord's attribute dict (see
+# emit()), or the (created, levelno, logger name, fields) of a record log_fields() did
+# not build.
+_FieldsEntry = tuple[float, int, str, dict[str, Any]]
+_BufferEntry = logging.LogRecord | dict[str, Any] | _FieldsEntry
 
 
 def _chunks(lines: list[str], limit: int) -> Iterator[str]:
@@ -93,17 +85,21 @@ class _RotatingFile(ConcurrentRotatingFileHandler):
             super().close()
 
 
+def _stamp_request_context(fields: dict[str, Any]) -> None:
+    """Add the current `request_id` (and `trace_id` when the client sent one) to `fields`."""
+    if "request_id" not in fields:
+        fields["request_id"] = request_id_var.get()
+    if "trace_id" not in fields:
+        trace_id = trace_id_var.get()
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+
+
 class RequestIDFilter(logging.Filter):
     """Stamp `request_id` (and `trace_id` when the client sent one) on every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = record.__dict__
-        if "request_id" not in fields:
-            fields["request_id"] = request_id_var.get()
-        if "trace_id" not in fields:
-            trace_id = trace_id_var.get()
-            if trace_id is not None:
-                fields["trace_id"] = trace_id
+        _stamp_request_context(record.__dict__)
         return True
 
 
@@ -155,15 +151,31 @@ class JsonFormatter(OrjsonFormatter):
     ) -> None:
         # SPEC's fixed keys first, then every extra field; the base class's generic
         # version (renames, defaults, static fields) costs a third more per record.
-        log_data["timestamp"] = datetime.fromtimestamp(record.created, tz=UTC)
-        log_data["level"] = record.levelname
-        log_data["logger"] = record.name
-        log_data["message"] = record.message
+        self._fill(log_data, record.created, record.levelname, record.name, record.message)
         fields = record.__dict__
         for key in self._field_names(fields):
             log_data[key] = fields[key]
         if message_dict:
             log_data.update(message_dict)
+
+    def format_fields(self, created: float, levelno: int, name: str, fields: dict[str, Any]) -> str:
+        """Return the line format() makes of the record log_fields() would have built."""
+        if not self._plain:
+            return self.format(_record_of(created, levelno, name, fields))
+        log_data: dict[str, Any] = {}
+        self._fill(log_data, created, _getLevelName(levelno), name, fields["event"])
+        for key in self._field_names(fields):
+            log_data[key] = fields[key]
+        return self.serialize_log_record(self.process_log_record(log_data))
+
+    @staticmethod
+    def _fill(
+        log_data: dict[str, Any], created: float, level: str, name: str, message: Any
+    ) -> None:
+        log_data["timestamp"] = datetime.fromtimestamp(created, tz=UTC)
+        log_data["level"] = level
+        log_data["logger"] = name
+        log_data["message"] = message
 
     def _field_names(self, fields: dict[str, Any]) -> tuple[str, ...]:
         """Return the keys of `fields` that are log fields: not reserved, not `_private`."""
@@ -208,8 +220,8 @@ class JsonLinesHandler(logging.Handler):
         self._file_chunk_bytes = 64 * 1024
         if max_bytes > 0:
             self._file_chunk_bytes = min(self._file_chunk_bytes, max(_PIPE_BUF, max_bytes // 4))
-        # LogRecords, or for a plain LogRecord its attribute dict (see emit()).
-        self._records: deque[logging.LogRecord | dict[str, Any]] = deque()
+        self._records: deque[_BufferEntry] = deque()
+        self.takes_fields = False
         # Reentrant: closing the file handler takes it too (see _RotatingFile.close).
         self._write_lock = threading.RLock()
         self._writer = BackgroundLoop(
@@ -220,6 +232,28 @@ class JsonLinesHandler(logging.Handler):
         self._stdout_stream: Any = None
         self._stdout_chunk = _PIPE_BUF
         _handlers.add(self)
+
+    # takes_fields: whether log_fields() may hand this handler a record's fields instead
+    # of the record. Only when its filters just stamp the request context (which
+    # log_fields() does itself) and its formatter can format fields; kept in step by the
+    # logging API that changes them.
+
+    def addFilter(self, filter: Any) -> None:  # noqa: A002 - logging's own signature
+        super().addFilter(filter)
+        self._update_takes_fields()
+
+    def removeFilter(self, filter: Any) -> None:  # noqa: A002 - logging's own signature
+        super().removeFilter(filter)
+        self._update_takes_fields()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        super().setFormatter(fmt)
+        self._update_takes_fields()
+
+    def _update_takes_fields(self) -> None:
+        self.takes_fields = isinstance(self.formatter, JsonFormatter) and all(
+            type(f) is RequestIDFilter for f in self.filters
+        )
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Handler.handle() would take the handler lock; a deque append needs none.
@@ -243,12 +277,20 @@ class JsonLinesHandler(logging.Handler):
         # records waiting for the writer (hundreds at any time) add nothing to the work
         # of every collection, and do not make full collections come sooner by piling up
         # in the oldest generation. The writer puts each one back into a LogRecord.
-        self._records.append(record.__dict__ if type(record) is _LogRecord else record)
+        self._enqueue(record.__dict__ if type(record) is _LogRecord else record, record.levelno)
+
+    def emit_fields(self, created: float, levelno: int, name: str, fields: dict[str, Any]) -> None:
+        """Queue the record log_fields() would build, as its parts (see takes_fields)."""
+        if levelno >= self.level:
+            self._enqueue((created, levelno, name, fields), levelno)
+
+    def _enqueue(self, entry: _BufferEntry, levelno: int) -> None:
+        self._records.append(entry)
         if self.synchronous or len(self._records) >= self.capacity:
             self.flush()
             return
         self._writer.ensure_running()
-        if record.levelno >= logging.ERROR:
+        if levelno >= logging.ERROR:
             self._writer.wake()
 
     def flush(self) -> None:
@@ -261,15 +303,19 @@ class JsonLinesHandler(logging.Handler):
                     record = records.popleft()
                 except IndexError:
                     break
-                if type(record) is dict:
-                    fields, record = record, _new_object(_LogRecord)
-                    record.__dict__ = fields
                 try:
-                    lines.append(self.format(record))
+                    lines.append(self._format_entry(record))
                 except Exception:
-                    self.handleError(record)
+                    self.handleError(_as_record(record))
             if lines:
                 self._write(lines)
+
+    def _format_entry(self, entry: _BufferEntry) -> str:
+        if type(entry) is tuple:
+            format_fields = getattr(self.formatter, "format_fields", None)
+            if format_fields is not None:
+                return format_fields(*entry)
+        return self.format(_as_record(entry))
 
     def close(self) -> None:
         """Stop the writer thread, write what is left and close the file."""
@@ -351,9 +397,30 @@ def _stdout_chunk_bytes(stream: Any) -> int:
     return _PIPE_BUF
 
 
+def _record_of(
+    created: float, levelno: int, name: str, fields: dict[str, Any]
+) -> logging.LogRecord:
+    """Return the LogRecord log_fields() would have built, made at `created`."""
+    record = _LogRecord(name, levelno, "", 0, fields["event"], None, None)
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    record.relativeCreated = (created - logging._startTime) * 1000
+    record.__dict__.update(fields)
+    return record
+
+
+def _as_record(entry: _BufferEntry) -> logging.LogRecord:
+    """Return the LogRecord behind a buffer entry."""
+    if type(entry) is tuple:
+        return _record_of(*entry)
+    if type(entry) is dict:
+        record = _new_object(_LogRecord)
+        record.__dict__ = entry
+        return record
+    return entry
+
+
 def _reset_after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
     for handler in list(_handlers):
         handler._after_fork()
 
@@ -407,50 +474,43 @@ def log_fields(
 
     The fast path of log_event() for callers that know their fields: none named like a
     LogRecord attribute (see _RECORD_ATTRS), `exc_info` None or a sys.exc_info() tuple.
-    `fields["event"]` is the record's message.
+    `fields["event"]` is the record's message. `fields` becomes the record's: the caller
+    hands over a dict it no longer changes.
     """
     if not logger.isEnabledFor(level):
         return
-    if (
-        _FAST_RECORDS
-        and type(logger).makeRecord is _makeRecord
-        and logging.getLogRecordFactory() is _LogRecord
-        and not (logging.logThreads or logging.logMultiprocessing)
-    ):
-        record = _new_record(logger.name, level, fields["event"], exc_info, fields)
-    else:
-        # makeRecord + handle instead of Logger.info: no stack walk to find the caller,
-        # whose file and line no JSON line shows.
-        record = logger.makeRecord(
-            logger.name, level, "", 0, fields["event"], None, exc_info, extra=fields
-        )
+    handler = _sole_fields_handler(logger) if exc_info is None else None
+    if handler is not None:
+        _stamp_request_context(fields)
+        handler.emit_fields(time.time(), level, logger.name, fields)
+        return
+    # makeRecord + handle instead of Logger.info: no stack walk to find the caller,
+    # whose file and line no JSON line shows.
+    record = logger.makeRecord(
+        logger.name, level, "", 0, fields["event"], None, exc_info, extra=fields
+    )
     logger.handle(record)
 
 
-def _new_record(
-    name: str, level: int, msg: str, exc_info: Any, extra: dict[str, Any]
-) -> logging.LogRecord:
-    """Return what `Logger.makeRecord(name, level, "", 0, msg, None, exc_info, extra=extra)`
-    returns, from a copy of a template: a third of the time of LogRecord.__init__ and
-    makeRecord's key-by-key copy of `extra`. Python 3.11's LogRecord.__init__, with thread
-    and process names off (see _FAST_RECORDS and log_fields()).
+def _sole_fields_handler(logger: logging.Logger) -> JsonLinesHandler | None:
+    """Return the one handler `logger`'s records reach, if it takes fields (see takes_fields).
+
+    As Logger.handle() and callHandlers() would route a record: the logger's own filters,
+    then every handler up the propagation chain. Any other handler (pytest's capture, a
+    second output) or a filter on the logger means the record is built and handled the
+    standard way.
     """
-    ct = time.time()
-    # A copy of a dict is a copy of its table: cheaper than building it key by key.
-    fields = _RECORD_TEMPLATE.copy()
-    fields["name"] = name
-    fields["msg"] = msg
-    fields["levelname"] = _getLevelName(level)
-    fields["levelno"] = level
-    fields["exc_info"] = exc_info
-    fields["created"] = ct
-    fields["msecs"] = int((ct - int(ct)) * 1000) + 0.0
-    fields["relativeCreated"] = (ct - logging._startTime) * 1000
-    fields["process"] = _pid if logging.logProcesses else None
-    fields.update(extra)
-    record = _new_object(_LogRecord)
-    record.__dict__ = fields
-    return record
+    if logger.disabled or logger.filters:
+        return None
+    found: JsonLinesHandler | None = None
+    node: logging.Logger | None = logger
+    while node is not None:
+        for handler in node.handlers:
+            if found is not None or type(handler) is not JsonLinesHandler:
+                return None
+            found = handler
+        node = node.parent if node.propagate else None
+    return found if found is not None and found.takes_fields else None
 
 
 class StructuredLogger:

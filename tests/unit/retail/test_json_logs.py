@@ -2,6 +2,8 @@
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +14,16 @@ from rest_framework.authtoken.models import Token
 
 from catalog.apis import ProductDetailApi
 from catalog.models import Product
-from retail.logging import JsonFormatter, JsonLinesHandler, StructuredLogger, log_event
+from retail import logging as retail_logging
+from retail.context import request_id_var, trace_id_var
+from retail.logging import (
+    JsonFormatter,
+    JsonLinesHandler,
+    RequestIDFilter,
+    StructuredLogger,
+    log_event,
+    log_fields,
+)
 from retail.models import Metric
 
 pytestmark = pytest.mark.django_db
@@ -210,20 +221,158 @@ def test_log_event_writes_fields_as_top_level_keys():
 
 
 def test_event_records_are_the_records_logging_would_make(monkeypatch):
-    """log_event's record has makeRecord's attributes, in its order, and the same JSON line."""
-    from retail import logging as retail_logging
-
+    """Where another handler listens, log_event hands logging makeRecord's own record."""
     made: list[logging.LogRecord] = []
     events = logging.getLogger("retail.events")
     monkeypatch.setattr(events, "handle", made.append)
-    monkeypatch.setattr(retail_logging.time, "time", lambda: 1764365305.123456)
+    monkeypatch.setattr(logging.time, "time", lambda: 1764365305.123456)
     log_event("order.placed", level=logging.WARNING, order_id=7, total="12.50")
     fields = {"event": "order.placed", "order_id": 7, "total": "12.50"}
-    with monkeypatch.context() as clock:
-        clock.setattr(logging.time, "time", lambda: 1764365305.123456)
-        expected = events.makeRecord(
-            events.name, logging.WARNING, "", 0, "order.placed", None, None, extra=fields
-        )
+    expected = events.makeRecord(
+        events.name, logging.WARNING, "", 0, "order.placed", None, None, extra=fields
+    )
     [record] = made
     assert list(record.__dict__.items()) == list(expected.__dict__.items())
-    assert JsonFormatter().format(record) == JsonFormatter().format(expected)
+
+
+@contextmanager
+def _without_pytest_handlers(logger: logging.Logger) -> Iterator[None]:
+    """Detach pytest's handlers from `logger` for a while: production has none of them.
+
+    pytest attaches its capture and reporting handlers to the root and to every
+    non-propagating logger for each test phase, and detaches them after it.
+    """
+    attached = [h for h in logger.handlers if type(h).__module__ == "_pytest.logging"]
+    for handler in attached:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in attached:
+            logger.addHandler(handler)
+
+
+@pytest.fixture
+def sole_handler(tmp_path):
+    """A logger whose records reach one JsonLinesHandler, configured as in production."""
+    handler = JsonLinesHandler(str(tmp_path / "application.log"), stdout=False, synchronous=True)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIDFilter())
+    logger = logging.getLogger("retail.test_sole_handler")
+    logger.propagate = False
+    logger.addHandler(handler)
+    yield logger, handler
+    logger.removeHandler(handler)
+    handler.close()
+
+
+def _records_made(monkeypatch, logger: logging.Logger) -> list[logging.LogRecord]:
+    made: list[logging.LogRecord] = []
+    handle = logger.handle
+    monkeypatch.setattr(logger, "handle", lambda record: made.append(record) or handle(record))
+    return made
+
+
+def test_a_sole_json_handler_gets_fields_and_writes_the_line_of_the_record(
+    monkeypatch, sole_handler, tmp_path
+):
+    """No LogRecord is built for the production handler; its line is the record's line."""
+    logger, handler = sole_handler
+    with _without_pytest_handlers(logger):
+        made = _records_made(monkeypatch, logger)
+        monkeypatch.setattr(retail_logging.time, "time", lambda: 1764365305.123456)
+        request_token = request_id_var.set("fields-path-1")
+        trace_token = trace_id_var.set("4bf92f3577b34da6a3ce929d0e0e4736")
+        try:
+            log_fields(logger, logging.WARNING, {"event": "order.odd", "order_id": 7, "_hidden": 1})
+            expected = logger.makeRecord(
+                logger.name,
+                logging.WARNING,
+                "",
+                0,
+                "order.odd",
+                None,
+                None,
+                extra={"event": "order.odd", "order_id": 7, "_hidden": 1},
+            )
+            RequestIDFilter().filter(expected)
+        finally:
+            trace_id_var.reset(trace_token)
+            request_id_var.reset(request_token)
+        expected.created = 1764365305.123456
+        assert made == []
+        [line] = (tmp_path / "application.log").read_text("utf-8").splitlines()
+        assert line == JsonFormatter().format(expected)
+        assert json.loads(line) == {
+            "timestamp": "2025-11-28T21:28:25.123456+00:00",
+            "level": "WARNING",
+            "logger": "retail.test_sole_handler",
+            "message": "order.odd",
+            "event": "order.odd",
+            "order_id": 7,
+            "request_id": "fields-path-1",
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        }
+
+
+def test_records_are_built_as_usual_for_any_other_handler_filter_or_formatter(
+    monkeypatch, sole_handler, tmp_path
+):
+    """A second handler, a logger filter, another handler filter or formatter: a LogRecord."""
+    logger, handler = sole_handler
+    with _without_pytest_handlers(logger):
+        made = _records_made(monkeypatch, logger)
+        second = logging.NullHandler()
+        logger.addHandler(second)
+        log_fields(logger, logging.INFO, {"event": "two.handlers"})
+        logger.removeHandler(second)
+        logger.addFilter(lambda record: True)
+        log_fields(logger, logging.INFO, {"event": "logger.filter"})
+        logger.filters.clear()
+        odd_filter = logging.Filter()
+        handler.addFilter(odd_filter)
+        log_fields(logger, logging.INFO, {"event": "handler.filter"})
+        handler.removeFilter(odd_filter)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log_fields(logger, logging.INFO, {"event": "plain.formatter"})
+        handler.setFormatter(JsonFormatter())
+        log_fields(logger, logging.INFO, {"event": "sole.again"})
+        assert [record.msg for record in made] == [
+            "two.handlers",
+            "logger.filter",
+            "handler.filter",
+            "plain.formatter",
+        ]
+        lines = (tmp_path / "application.log").read_text("utf-8").splitlines()
+        assert [line if line[0] != "{" else json.loads(line)["message"] for line in lines] == [
+            "two.handlers",
+            "logger.filter",
+            "handler.filter",
+            "plain.formatter",
+            "sole.again",
+        ]
+
+
+def test_fields_waiting_in_the_buffer_follow_a_formatter_change(sole_handler, tmp_path):
+    """Fields queued for a JsonFormatter are written as a record by whatever formats later."""
+    logger, handler = sole_handler
+    with _without_pytest_handlers(logger):
+        handler.synchronous = False
+        log_fields(logger, logging.INFO, {"event": "queued.fields", "order_id": 3})
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s %(order_id)s"))
+        handler.flush()
+        assert (tmp_path / "application.log").read_text("utf-8") == "INFO queued.fields 3\n"
+
+
+def test_requests_log_through_the_fields_path_in_the_production_configuration(
+    monkeypatch, client, product
+):
+    """With only the settings' handler on the root, the middleware builds no LogRecord."""
+    with _without_pytest_handlers(logging.getLogger()):
+        made = _records_made(monkeypatch, logging.getLogger("retail.http"))
+        response = client.get(f"/api/products/{product.pk}/", HTTP_X_REQUEST_ID="fields-path-2")
+        assert response.status_code == 200 and made == []
+        request, response_record = _records("fields-path-2")
+        assert request["event"] == "http.request" and request["logger"] == "retail.http"
+        assert response_record["event"] == "http.response" and response_record["status_code"] == 200
+        assert list(response_record)[:5] == ["timestamp", "level", "logger", "message", "event"]
