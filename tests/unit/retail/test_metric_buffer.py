@@ -164,6 +164,41 @@ def test_synchronous_mode_inserts_in_the_callers_transaction():
     assert row.value == 1.0 and row.metadata == {"order_id": 7}
 
 
+@pytest.mark.django_db
+def test_a_value_that_is_not_a_finite_number_is_refused_and_logged():
+    """NaN and infinity never reach the buffer, whose batch the database would refuse."""
+    for value in (float("nan"), float("inf"), "-inf"):
+        record_metric(metrics.AVG_RESPONSE_TIME, value, {"route": "x"})
+    record_metric(metrics.AVG_RESPONSE_TIME, 2.5, {"route": "x"})
+    assert list(Metric.objects.values_list("value", flat=True)) == [2.5]
+    refused = [r for r in _log_records("metric.record_failed") if "finite" in r["exc_info"]]
+    assert [r["metric_type"] for r in refused] == [metrics.AVG_RESPONSE_TIME] * 3
+
+
+@pytest.mark.django_db
+def test_rows_whose_metadata_is_not_json_are_left_out_and_the_rest_written():
+    """One unwritable row does not fail (and endlessly retry) the batch around it."""
+    rows = [
+        (
+            "stock_conflicts",
+            1.0,
+            {"product_id": 1, "sku": "ÉTÉ-1", 7: [1.5, None]},
+            datetime.now(UTC),
+        ),
+        ("stock_conflicts", 2.0, {"product_id": object()}, datetime.now(UTC)),
+        ("stock_conflicts", 3.0, {"product_id": 3, "ratio": float("nan")}, datetime.now(UTC)),
+    ]
+    metrics.metric_rows_insert(rows)
+    written = Metric.objects.filter(metric_type="stock_conflicts").order_by("id")
+    assert [(m.value, m.metadata) for m in written] == [
+        (1.0, {"product_id": 1, "sku": "ÉTÉ-1", "7": [1.5, None]}),
+        (3.0, {"product_id": 3, "ratio": None}),
+    ]
+    assert written[0].recorded_at == rows[0][3]
+    [warning] = _log_records("metric.unwritable")
+    assert warning["rows"] == 1 and warning["level"] == "WARNING"
+
+
 RECORDER = """
 import os, sys
 sys.path[:0] = [{backend!r}]
