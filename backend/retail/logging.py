@@ -197,6 +197,11 @@ class JsonLinesHandler(logging.Handler):
     hook calls it through `flush_logs()`); records of level ERROR and above wake the
     writer at once; a full buffer is written by the thread that fills it, so a burst
     slows its caller down instead of losing lines.
+
+    `takes_fields` says whether log_fields() may hand it a record's fields instead of
+    the record: only while its filters just stamp the request context (log_fields()
+    does that itself) and its formatter can format fields. addFilter(), removeFilter()
+    and setFormatter(), the logging API that changes them, keep it in step.
     """
 
     def __init__(
@@ -232,11 +237,6 @@ class JsonLinesHandler(logging.Handler):
         self._stdout_stream: Any = None
         self._stdout_chunk = _PIPE_BUF
         _handlers.add(self)
-
-    # takes_fields: whether log_fields() may hand this handler a record's fields instead
-    # of the record. Only when its filters just stamp the request context (which
-    # log_fields() does itself) and its formatter can format fields; kept in step by the
-    # logging API that changes them.
 
     def addFilter(self, filter: Any) -> None:  # noqa: A002 - logging's own signature
         super().addFilter(filter)
