@@ -185,6 +185,7 @@ def _order_reserve_once(
 
 
 def _order_settle(*, order: Order, payment: Payment) -> None:
+    released_refund: Refund | None = None
     with transaction.atomic():
         payment_save_outcome(payment=payment)
         if payment.status == Payment.Status.SUCCEEDED:
@@ -198,18 +199,46 @@ def _order_settle(*, order: Order, payment: Payment) -> None:
                 )
             else:
                 # The stale-order sweeper released this order while its charge was in
-                # flight: money taken for stock given back. Only a person can settle it.
-                logger.error(
-                    "payment.succeeded_after_release",
-                    extra={
-                        "event": "payment.succeeded_after_release",
-                        "order_id": order.pk,
-                        "charge_id": payment.gateway_charge_id,
-                    },
-                )
+                # flight: the stock is back on sale, so the money goes back too. The
+                # claim commits first; the gateway is called outside the transaction.
+                released_refund = Refund.objects.create(order=order, amount=payment.amount)
         else:
             _order_fail(order=order, reason=StockMovement.Reason.PAYMENT_FAILED)
+    if released_refund is not None:
+        _refund_after_release(refund=released_refund, payment=payment)
     order.refresh_from_db()
+
+
+def _refund_after_release(*, refund: Refund, payment: Payment) -> None:
+    """Refund a charge that succeeded for an order released meanwhile (see _order_settle)."""
+    event = {"order_id": refund.order_id, "charge_id": payment.gateway_charge_id}
+    try:
+        result = payment_gateway().refund(charge_id=payment.gateway_charge_id, amount=refund.amount)
+    except GatewayUnavailable:
+        # The refund row stays pending: the record a person settles the charge from.
+        logger.exception(
+            "payment.refund_after_release_failed",
+            extra={"event": "payment.refund_after_release_failed", "refund_id": refund.pk, **event},
+        )
+        return
+    _refund_complete(refund=refund, gateway_refund_id=result.refund_id)
+    record_metric(REFUNDS_PER_DAY, 1, {"order_id": refund.order_id, "reason": "released"})
+    logger.warning(
+        "payment.refunded_after_release",
+        extra={
+            "event": "payment.refunded_after_release",
+            "gateway_refund_id": result.refund_id,
+            **event,
+        },
+    )
+
+
+def _refund_complete(*, refund: Refund, gateway_refund_id: str) -> None:
+    Refund.objects.filter(pk=refund.pk).update(
+        status=Refund.Status.SUCCEEDED,
+        gateway_refund_id=gateway_refund_id,
+        completed_at=timezone.now(),
+    )
 
 
 def _order_fail(*, order: Order, reason: str) -> bool:
@@ -260,13 +289,10 @@ def order_refund(*, order_id: int, actor) -> Order:
         refund.delete()
         raise PaymentUnavailable(headers={"Retry-After": "30"}) from exc
     with transaction.atomic():
-        now = timezone.now()
         Order.objects.filter(pk=order_id, status=Order.Status.PAID).update(
-            status=Order.Status.REFUNDED, updated_at=now
+            status=Order.Status.REFUNDED, updated_at=timezone.now()
         )
-        Refund.objects.filter(pk=refund.pk).update(
-            status=Refund.Status.SUCCEEDED, gateway_refund_id=result.refund_id, completed_at=now
-        )
+        _refund_complete(refund=refund, gateway_refund_id=result.refund_id)
         for item in OrderItem.objects.filter(order_id=order_id).order_by("product_id"):
             product_stock_increment(
                 product_id=item.product_id,

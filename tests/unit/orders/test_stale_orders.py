@@ -1,19 +1,23 @@
 """`release_stale_orders`: a pending order whose payment never resolved gives its stock back."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 import orders.services
 from catalog.selectors import stock_audit
 from catalog.services import product_create
-from orders.models import Order
+from orders.models import Order, Refund
 from orders.services import OrderLine, order_place, order_release_stale
+from payments.gateways import GatewayUnavailable, RefundResult, SimulatedGateway
 from payments.models import Payment
+from retail.models import Metric
 
 pytestmark = pytest.mark.django_db
 
@@ -91,3 +95,72 @@ def test_command_refuses_a_threshold_below_one_minute():
     """A zero threshold would race live checkouts: it is a usage error."""
     with pytest.raises(CommandError):
         call_command("release_stale_orders", "--older-than-minutes", "0")
+
+
+def _place_while_the_sweeper_releases(product, monkeypatch, refund) -> Order:
+    """Place an order whose charge succeeds after the sweeper released the order."""
+    real_charge = orders.services.payment_charge
+    refunds: list[dict] = []
+
+    def charge_after_release(*, payment, payment_token):
+        # The charge is slow; meanwhile the order looks stale and the sweeper runs.
+        Order.objects.filter(pk=payment.order_id).update(
+            created_at=timezone.now() - timedelta(minutes=30)
+        )
+        assert order_release_stale(older_than=timedelta(minutes=15)) == [payment.order_id]
+        return real_charge(payment=payment, payment_token=payment_token)
+
+    def gateway_refund(**kwargs):
+        refunds.append(kwargs)
+        return refund(**kwargs)
+
+    monkeypatch.setattr(orders.services, "payment_charge", charge_after_release)
+    monkeypatch.setattr(SimulatedGateway, "refund", lambda self, **kw: gateway_refund(**kw))
+    placed = order_place(
+        lines=[OrderLine(product_id=product.pk, quantity=2)], payment_token="tok_ok"
+    )
+    payment = Payment.objects.get(order=placed.order)
+    assert refunds == [{"charge_id": payment.gateway_charge_id, "amount": Decimal("6.00")}]
+    return placed.order
+
+
+def test_a_charge_that_succeeds_after_the_release_is_refunded(product, monkeypatch):
+    """Stock back on sale once, the money back to the customer, the refund on record."""
+    order = _place_while_the_sweeper_releases(
+        product, monkeypatch, lambda **kw: RefundResult(refund_id="re_after_release")
+    )
+    assert order.status == Order.Status.PAYMENT_FAILED
+    assert Payment.objects.get(order=order).status == Payment.Status.SUCCEEDED
+    refund = Refund.objects.get(order=order)
+    assert refund.status == Refund.Status.SUCCEEDED and refund.amount == Decimal("6.00")
+    assert refund.gateway_refund_id == "re_after_release" and refund.created_by is None
+    product.refresh_from_db()
+    assert product.stock == 10
+    assert list(product.movements.filter(order=order).values_list("reason", "delta")) == [
+        ("sale", -2),
+        ("stale_release", 2),
+    ]
+    assert all(row.consistent for row in stock_audit())
+    metric = Metric.objects.get(metric_type="refunds_per_day")
+    assert metric.metadata == {"order_id": order.pk, "reason": "released"}
+
+
+def test_a_failed_refund_after_the_release_stays_pending_for_a_person(product, monkeypatch):
+    """The gateway is down for the refund: the pending refund row and an ERROR line say so."""
+
+    def unavailable(**kwargs):
+        raise GatewayUnavailable("connection refused")
+
+    order = _place_while_the_sweeper_releases(product, monkeypatch, unavailable)
+    assert order.status == Order.Status.PAYMENT_FAILED
+    refund = Refund.objects.get(order=order)
+    assert refund.status == Refund.Status.PENDING and refund.completed_at is None
+    assert not Metric.objects.filter(metric_type="refunds_per_day").exists()
+    lines = (settings.RETAIL_LOG_DIR / "application.log").read_text("utf-8").splitlines()
+    [failed] = [
+        r
+        for r in map(json.loads, lines)
+        if r.get("event") == "payment.refund_after_release_failed" and r["order_id"] == order.pk
+    ]
+    assert failed["level"] == "ERROR" and failed["refund_id"] == refund.pk
+    assert "connection refused" in failed["exc_info"]
