@@ -131,3 +131,23 @@ def test_editing_a_product_in_the_admin_never_writes_stale_stock(client, product
     product.refresh_from_db()
     assert (product.name, product.stock) == ("Renamed", 6)
     assert all(row.consistent for row in stock_audit())
+
+
+@pytest.mark.parametrize(
+    ("initial", "expected_movements"), [("40", [(40, "adjustment", None)]), ("", [])]
+)
+def test_a_product_added_in_the_admin_opens_its_ledger(client, initial, expected_movements):
+    """A new product's initial stock is the ledger's first movement; none, no movement."""
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("boss", password="unused-pass-9")
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/catalog/product/add/",
+        {"sku": "NEW-1", "name": "New lamp", "price": "8.00", "set_stock": initial},
+    )
+    assert response.status_code == 302
+    created = Product.objects.get(sku="NEW-1")
+    assert created.stock == (int(initial) if initial else 0)
+    assert _movements(created) == expected_movements
+    assert all(row.consistent for row in stock_audit())
