@@ -95,7 +95,9 @@ class OrderPlaceApi(APIView):
             started=request.started,
         )
         data = _order_data(placed.order)
-        if placed.payment.status == Payment.Status.SUCCEEDED:
+        # The order's status, not the charge's: a charge can succeed for an order the
+        # stale-order sweeper released meanwhile; orders.services refunds that charge.
+        if placed.order.status == Order.Status.PAID:
             return Response({**data, "access_token": placed.access_token}, status=201)
         if placed.payment.status == Payment.Status.DECLINED:
             body = {**data, **error_body("payment_declined", "The payment was declined.")}

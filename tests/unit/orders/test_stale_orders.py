@@ -97,8 +97,11 @@ def test_command_refuses_a_threshold_below_one_minute():
         call_command("release_stale_orders", "--older-than-minutes", "0")
 
 
-def _place_while_the_sweeper_releases(product, monkeypatch, refund) -> Order:
-    """Place an order whose charge succeeds after the sweeper released the order."""
+def _sweep_during_the_charge(monkeypatch, refund) -> list[dict]:
+    """Make the next charge succeed only after the sweeper released its order.
+
+    Returns the refunds the gateway is asked for; `refund` answers them.
+    """
     real_charge = orders.services.payment_charge
     refunds: list[dict] = []
 
@@ -116,12 +119,36 @@ def _place_while_the_sweeper_releases(product, monkeypatch, refund) -> Order:
 
     monkeypatch.setattr(orders.services, "payment_charge", charge_after_release)
     monkeypatch.setattr(SimulatedGateway, "refund", lambda self, **kw: gateway_refund(**kw))
+    return refunds
+
+
+def _place_while_the_sweeper_releases(product, monkeypatch, refund) -> Order:
+    """Place an order whose charge succeeds after the sweeper released the order."""
+    refunds = _sweep_during_the_charge(monkeypatch, refund)
     placed = order_place(
         lines=[OrderLine(product_id=product.pk, quantity=2)], payment_token="tok_ok"
     )
     payment = Payment.objects.get(order=placed.order)
     assert refunds == [{"charge_id": payment.gateway_charge_id, "amount": Decimal("6.00")}]
     return placed.order
+
+
+def test_the_client_of_a_released_order_is_told_the_payment_did_not_complete(
+    client, product, monkeypatch
+):
+    """No 201 for an order that is not paid: 503 payment_unavailable, as for a failed charge."""
+    _sweep_during_the_charge(monkeypatch, lambda **kw: RefundResult(refund_id="re_api"))
+    response = client.post(
+        "/api/orders/",
+        {"items": [{"product_id": product.pk, "quantity": 2}], "payment_token": "tok_ok"},
+        content_type="application/json",
+    )
+    order = Order.objects.get()
+    assert response.status_code == 503 and "Retry-After" in response
+    body = response.json()
+    assert body["error"] == "payment_unavailable" and "access_token" not in body
+    assert order.status == Order.Status.PAYMENT_FAILED
+    assert Refund.objects.get(order=order).status == Refund.Status.SUCCEEDED
 
 
 def test_a_charge_that_succeeds_after_the_release_is_refunded(product, monkeypatch):
