@@ -198,10 +198,9 @@ class JsonLinesHandler(logging.Handler):
     writer at once; a full buffer is written by the thread that fills it, so a burst
     slows its caller down instead of losing lines.
 
-    `takes_fields` says whether log_fields() may hand it a record's fields instead of
-    the record: only while its filters just stamp the request context (log_fields()
-    does that itself) and its formatter can format fields. addFilter(), removeFilter()
-    and setFormatter(), the logging API that changes them, keep it in step.
+    log_fields() may hand it a record's fields instead of the record (emit_fields()),
+    while its filters only stamp the request context and its formatter is a
+    JsonFormatter (see _sole_fields_handler).
     """
 
     def __init__(
@@ -226,7 +225,6 @@ class JsonLinesHandler(logging.Handler):
         if max_bytes > 0:
             self._file_chunk_bytes = min(self._file_chunk_bytes, max(_PIPE_BUF, max_bytes // 4))
         self._records: deque[_BufferEntry] = deque()
-        self.takes_fields = False
         # Reentrant: closing the file handler takes it too (see _RotatingFile.close).
         self._write_lock = threading.RLock()
         self._writer = BackgroundLoop(
@@ -237,23 +235,6 @@ class JsonLinesHandler(logging.Handler):
         self._stdout_stream: Any = None
         self._stdout_chunk = _PIPE_BUF
         _handlers.add(self)
-
-    def addFilter(self, filter: Any) -> None:  # noqa: A002 - logging's own signature
-        super().addFilter(filter)
-        self._update_takes_fields()
-
-    def removeFilter(self, filter: Any) -> None:  # noqa: A002 - logging's own signature
-        super().removeFilter(filter)
-        self._update_takes_fields()
-
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:
-        super().setFormatter(fmt)
-        self._update_takes_fields()
-
-    def _update_takes_fields(self) -> None:
-        self.takes_fields = isinstance(self.formatter, JsonFormatter) and all(
-            type(f) is RequestIDFilter for f in self.filters
-        )
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Handler.handle() would take the handler lock; a deque append needs none.
@@ -280,7 +261,7 @@ class JsonLinesHandler(logging.Handler):
         self._enqueue(record.__dict__ if type(record) is _LogRecord else record, record.levelno)
 
     def emit_fields(self, created: float, levelno: int, name: str, fields: dict[str, Any]) -> None:
-        """Queue the record log_fields() would build, as its parts (see takes_fields)."""
+        """Queue the record log_fields() would build, as its parts."""
         if levelno >= self.level:
             self._enqueue((created, levelno, name, fields), levelno)
 
@@ -493,12 +474,13 @@ def log_fields(
 
 
 def _sole_fields_handler(logger: logging.Logger) -> JsonLinesHandler | None:
-    """Return the one handler `logger`'s records reach, if it takes fields (see takes_fields).
+    """Return the one handler `logger`'s records reach, if it can take their fields.
 
     As Logger.handle() and callHandlers() would route a record: the logger's own filters,
     then every handler up the propagation chain. Any other handler (pytest's capture, a
-    second output) or a filter on the logger means the record is built and handled the
-    standard way.
+    second output), a filter on the logger, a handler filter other than RequestIDFilter
+    (whose work log_fields() does itself) or a formatter other than JsonFormatter means
+    the record is built and handled the standard way.
     """
     if logger.disabled or logger.filters:
         return None
@@ -510,7 +492,12 @@ def _sole_fields_handler(logger: logging.Logger) -> JsonLinesHandler | None:
                 return None
             found = handler
         node = node.parent if node.propagate else None
-    return found if found is not None and found.takes_fields else None
+    if found is None or not isinstance(found.formatter, JsonFormatter):
+        return None
+    for handler_filter in found.filters:
+        if type(handler_filter) is not RequestIDFilter:
+            return None
+    return found
 
 
 class StructuredLogger:

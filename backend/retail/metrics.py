@@ -103,10 +103,8 @@ def _writable(connection: Any, rows: Sequence[MetricRow]) -> list[tuple[Any, ...
     form without the offset; other times and backends go through Django's adapter.
     """
     sqlite_utc = connection.vendor == "sqlite" and connection.timezone is UTC
-    adapt_datetime = connection.ops.adapt_datetimefield_value
-    if connection.vendor == "postgresql":
-        # psycopg writes an aware datetime to timestamptz as it is.
-        adapt_datetime = None
+    # psycopg writes an aware datetime to timestamptz as it is.
+    adapt_datetime = connection.vendor != "postgresql" and connection.ops.adapt_datetimefield_value
     params: list[tuple[Any, ...]] = []
     unwritable = 0
     for metric_type, value, metadata, at in rows:
@@ -117,7 +115,7 @@ def _writable(connection: Any, rows: Sequence[MetricRow]) -> list[tuple[Any, ...
             continue
         if sqlite_utc and at.tzinfo is UTC:
             at = at.isoformat(" ")[:-6]
-        elif adapt_datetime is not None:
+        elif adapt_datetime:
             at = adapt_datetime(at)
         params.append((metric_type, value, metadata_json, at))
     if unwritable:

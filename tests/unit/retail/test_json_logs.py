@@ -336,12 +336,16 @@ def test_records_are_built_as_usual_for_any_other_handler_filter_or_formatter(
         handler.setFormatter(logging.Formatter("%(message)s"))
         log_fields(logger, logging.INFO, {"event": "plain.formatter"})
         handler.setFormatter(JsonFormatter())
+        handler.filters.append(odd_filter)  # changed past the logging API, seen all the same
+        log_fields(logger, logging.INFO, {"event": "filters.appended"})
+        handler.filters.remove(odd_filter)
         log_fields(logger, logging.INFO, {"event": "sole.again"})
         assert [record.msg for record in made] == [
             "two.handlers",
             "logger.filter",
             "handler.filter",
             "plain.formatter",
+            "filters.appended",
         ]
         lines = (tmp_path / "application.log").read_text("utf-8").splitlines()
         assert [line if line[0] != "{" else json.loads(line)["message"] for line in lines] == [
@@ -349,6 +353,7 @@ def test_records_are_built_as_usual_for_any_other_handler_filter_or_formatter(
             "logger.filter",
             "handler.filter",
             "plain.formatter",
+            "filters.appended",
             "sole.again",
         ]
 
