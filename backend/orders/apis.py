@@ -3,7 +3,9 @@
 import time
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
@@ -11,8 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orders.exceptions import PaymentUnavailable
-from orders.models import Order
-from orders.selectors import order_get_for_reader
+from orders.models import Order, Refund
+from orders.selectors import order_info, order_info_for_reader
 from orders.services import OrderLine, order_place, order_refund
 from orders.throttling import CheckoutRateThrottle
 from payments.models import Payment
@@ -42,8 +44,8 @@ class OrderPlaceInputSerializer(StrictSerializer):
 
 class OrderItemOutputSerializer(serializers.Serializer):
     product_id = serializers.IntegerField()
-    sku = serializers.CharField(source="product.sku")
-    name = serializers.CharField(source="product.name")
+    sku = serializers.CharField()
+    name = serializers.CharField()
     quantity = serializers.IntegerField()
     unit_price = serializers.DecimalField(max_digits=10, decimal_places=2)
 
@@ -54,28 +56,30 @@ class PaymentOutputSerializer(serializers.Serializer):
     latency_ms = serializers.FloatField(allow_null=True)
 
 
+class RefundOutputSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+
 class OrderOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
     currency = serializers.CharField()
     items = OrderItemOutputSerializer(many=True)
-    payment = serializers.SerializerMethodField()
+    payment = PaymentOutputSerializer(allow_null=True)
+    refund = RefundOutputSerializer(allow_null=True)
     created_at = serializers.DateTimeField()
     paid_at = serializers.DateTimeField(allow_null=True)
 
-    @extend_schema_field(PaymentOutputSerializer(allow_null=True))
-    def get_payment(self, order: Order):
-        payments = sorted(order.payments.all(), key=lambda payment: payment.pk)
-        return PaymentOutputSerializer(payments[-1]).data if payments else None
+
+# When to ask again about an order whose outcome is unknown: reconcile_payments runs every
+# minute from cron.
+UNKNOWN_RETRY_AFTER_SECONDS = 60
 
 
-def _order_data(order: Order) -> dict:
-    # Re-read with the lines and payment prefetched, so the answer is what was stored.
-    fresh = Order.objects.prefetch_related("items__product", "payments").get(pk=order.pk)
-    return OrderOutputSerializer(fresh).data
-
-
+# Order data carries access tokens and personal data: never kept by a cache.
+@method_decorator(never_cache, name="dispatch")
 class OrderPlaceApi(APIView):
     throttle_classes = [CheckoutRateThrottle]
 
@@ -94,11 +98,17 @@ class OrderPlaceApi(APIView):
             payment_token=serializer.validated_data["payment_token"],
             started=request.started,
         )
-        data = _order_data(placed.order)
-        # The order's status, not the charge's: a charge can succeed for an order the
-        # stale-order sweeper released meanwhile; orders.services refunds that charge.
+        data = OrderOutputSerializer(placed.info).data
+        # The order's status, not the charge's: a charge can succeed for an order released
+        # meanwhile; orders.services refunds that charge.
         if placed.order.status == Order.Status.PAID:
             return Response({**data, "access_token": placed.access_token}, status=201)
+        if placed.order.status == Order.Status.PENDING:
+            return Response(
+                {**data, "access_token": placed.access_token},
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Retry-After": str(UNKNOWN_RETRY_AFTER_SECONDS)},
+            )
         if placed.payment.status == Payment.Status.DECLINED:
             body = {**data, **error_body("payment_declined", "The payment was declined.")}
             return Response(body, status=status.HTTP_402_PAYMENT_REQUIRED)
@@ -108,6 +118,7 @@ class OrderPlaceApi(APIView):
         )
 
 
+@method_decorator(never_cache, name="dispatch")
 class OrderDetailApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("X-Order-Token", str, OpenApiParameter.HEADER)],
@@ -115,7 +126,7 @@ class OrderDetailApi(APIView):
     )
     def get(self, request, order_id: int):
         user = request.user
-        order = order_get_for_reader(
+        order = order_info_for_reader(
             order_id=order_id,
             access_token=request.headers.get("X-Order-Token"),
             is_staff=bool(user and user.is_active and user.is_staff),
@@ -123,11 +134,20 @@ class OrderDetailApi(APIView):
         return Response(OrderOutputSerializer(order).data)
 
 
+@method_decorator(never_cache, name="dispatch")
 class OrderRefundApi(APIView):
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsAdminUser]
 
     @extend_schema(request=None, responses=OrderOutputSerializer)
     def post(self, request, order_id: int):
-        order = order_refund(order_id=order_id, actor=request.user)
-        return Response(_order_data(order))
+        refund = order_refund(order_id=order_id, actor=request.user)
+        data = OrderOutputSerializer(order_info(order_id=order_id)).data
+        if refund.status == Refund.Status.PENDING:
+            # The gateway did not answer: a retry replays this refund (never a second one).
+            return Response(
+                data,
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Retry-After": str(UNKNOWN_RETRY_AFTER_SECONDS)},
+            )
+        return Response(data)

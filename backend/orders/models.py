@@ -63,13 +63,25 @@ class OrderItem(models.Model):
 
 class Refund(models.Model):
     class Status(models.TextChoices):
+        # Claimed, the gateway's answer not recorded yet (in flight, unknown, or its process
+        # died): a retry or reconcile_payments replays it with its idempotency key.
         PENDING = "pending"
         SUCCEEDED = "succeeded"
+
+    class Reason(models.TextChoices):
+        REQUESTED = "requested"
+        # The charge succeeded for an order released meanwhile: the money goes back.
+        RELEASED = "released"
 
     # One refund per order: the unique key is what stops a double refund under a race.
     order = models.OneToOneField(Order, related_name="refund", on_delete=models.PROTECT)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(
+        max_length=20, choices=Reason.choices, default=Reason.REQUESTED, db_default=Reason.REQUESTED
+    )
+    # Sent with the refund and every replay of it, so the gateway refunds it at most once.
+    idempotency_key = models.CharField(max_length=64, unique=True)
     gateway_refund_id = models.CharField(max_length=100, blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -79,7 +91,16 @@ class Refund(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["completed_at"], name="orders_refund_completed_idx")]
+        indexes = [
+            models.Index(fields=["completed_at"], name="orders_refund_completed_idx"),
+            models.Index(fields=["status", "created_at"], name="orders_refund_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "succeeded"]),
+                name="orders_refund_status_valid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Refund of order #{self.order_id} ({self.status})"

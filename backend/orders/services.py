@@ -1,20 +1,35 @@
-"""Checkout and refunds: short transactions around a payment call that holds no lock.
+"""Checkout and refunds: short transactions around gateway calls that hold no lock.
 
 Checkout is reserve → charge → settle. The reservation takes the stock with guarded
 UPDATEs and commits before the gateway is called, so no row lock is ever held while
-waiting on the network; the settle transaction then records the outcome, giving the
-stock back if the payment did not succeed.
+waiting on the network; the settle transaction then records the outcome. A definitive
+failure gives the stock back; an unknown outcome (timeout, lost connection) keeps the order
+pending with its stock reserved until a replay of the charge tells (orders.reconciliation).
+
+Every settle and refund completion is a conditional UPDATE on the row's status, so the
+checkout, a staff retry and reconcile_payments may race on one payment or refund and the
+money, the order and the stock still move exactly once; and each is retried on a fresh
+database connection when the connection was lost after the gateway answered.
 """
 
 import logging
 import os
 import secrets
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
+from typing import TypeVar
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.http import Http404
 from django.utils import timezone
 
@@ -24,23 +39,29 @@ from catalog.selectors import product_prices
 from catalog.services import product_stock_decrement, product_stock_increment
 from orders.exceptions import OrderNotRefundable, PaymentUnavailable
 from orders.models import Order, OrderItem, Refund
-from orders.selectors import order_access_token_hash
-from payments.gateways import CircuitOpen, GatewayUnavailable, payment_gateway
+from orders.selectors import OrderInfo, OrderLineInfo, order_access_token_hash, order_info_of
+from payments.exceptions import CircuitOpen, GatewayUnavailable, OutcomeUnknown
+from payments.gateways import PaymentGateway
 from payments.models import Payment
 from payments.services import (
-    payment_abandon,
     payment_admission,
     payment_charge,
     payment_create,
-    payment_save_outcome,
+    payment_gateway,
+    payment_record_outcome,
 )
+from retail.logging import log_event
 from retail.metrics import ORDERS_PER_DAY, REFUNDS_PER_DAY, STOCK_CONFLICTS, record_metric
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Server-side latency (ms) of each checkout turned away by an OPEN payment breaker:
 # the evidence behind A2's fast-fail p99.
 PAYMENT_FAST_FAIL = "payment_fast_fail"
+# One row per charge whose outcome the gateway did not tell (value 1).
+PAYMENT_UNKNOWN_OUTCOME = "payment_unknown_outcome"
 
 
 @dataclass(frozen=True)
@@ -51,9 +72,18 @@ class OrderLine:
 
 @dataclass(frozen=True)
 class PlacedOrder:
+    """A checkout's result: the order as it was settled, and its access token."""
+
     order: Order
     payment: Payment
+    refund: Refund | None
+    lines: list[OrderLineInfo]
     access_token: str
+
+    @property
+    def info(self) -> OrderInfo:
+        """Return the order as the API shows it, from what this checkout holds (no re-read)."""
+        return order_info_of(self.order, lines=self.lines, payment=self.payment, refund=self.refund)
 
 
 def order_place(
@@ -67,16 +97,34 @@ def order_place(
     started = time.perf_counter() if started is None else started
     try:
         with payment_admission():
-            order, payment, access_token = _order_reserve(lines=lines)
-            payment_charge(payment=payment, payment_token=payment_token)
+            reservation = _order_reserve(lines=lines, payment_token=payment_token)
+            payment_charge(payment=reservation.payment)
     except CircuitOpen as exc:
         _fast_fail_record(started=started, retry_after=exc.retry_after)
         raise PaymentUnavailable(
             {"message": PaymentUnavailable.default_detail, "circuit": "open"},
             headers={"Retry-After": str(exc.retry_after)},
         ) from None
-    _order_settle(order=order, payment=payment)
-    return PlacedOrder(order=order, payment=payment, access_token=access_token)
+    order, payment = reservation.order, reservation.payment
+    _charge_log(order=order, payment=payment)
+    refund = None
+    try:
+        refund = order_settle(order=order, payment=payment, gateway=payment_gateway())
+    except (OperationalError, InterfaceError):
+        # The outcome is known here but could not be stored: the order stays pending, the
+        # client is told so (202), and reconcile_payments replays the charge to settle it.
+        logger.exception(
+            "order.settle_failed",
+            extra={"event": "order.settle_failed", "order_id": order.pk, "payment_id": payment.pk},
+        )
+        order.status, payment.status = Order.Status.PENDING, Payment.Status.PENDING
+    return PlacedOrder(
+        order=order,
+        payment=payment,
+        refund=refund,
+        lines=reservation.lines,
+        access_token=reservation.token,
+    )
 
 
 def _fast_fail_record(*, started: float, retry_after: int) -> None:
@@ -86,10 +134,27 @@ def _fast_fail_record(*, started: float, retry_after: int) -> None:
         latency_ms,
         {"reason": "circuit_open", "retry_after": retry_after, "pid": os.getpid()},
     )
-    logger.info(
-        "payment.fast_fail",
-        extra={"event": "payment.fast_fail", "duration_ms": round(latency_ms, 3)},
+    log_event("payment.fast_fail", duration_ms=round(latency_ms, 3), retry_after=retry_after)
+
+
+def _charge_log(*, order: Order, payment: Payment) -> None:
+    outcome = {
+        Payment.Status.SUCCEEDED: "succeeded",
+        Payment.Status.DECLINED: "declined",
+        Payment.Status.UNKNOWN: "unknown",
+    }.get(payment.status, "failed")
+    log_event(
+        "payment.charge",
+        level=logging.WARNING if outcome in ("failed", "unknown") else logging.INFO,
+        order_id=order.pk,
+        payment_id=payment.pk,
+        amount=str(payment.amount),
+        outcome=outcome,
+        duration_ms=payment.latency_ms,
+        reason=payment.failure_reason or None,
     )
+    if outcome == "unknown":
+        record_metric(PAYMENT_UNKNOWN_OUTCOME, 1, {"order_id": order.pk, "payment_id": payment.pk})
 
 
 class _StockConflict(Exception):
@@ -114,23 +179,47 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01"}
 _RESERVE_ATTEMPTS = 2
 
 
-def _order_reserve(*, lines: list[OrderLine]) -> tuple[Order, Payment, str]:
+@dataclass(frozen=True)
+class _Reservation:
+    order: Order
+    payment: Payment
+    lines: list[OrderLineInfo]
+    token: str
+
+
+def _order_reserve(*, lines: list[OrderLine], payment_token: str) -> _Reservation:
     products = product_prices(product_ids=[line.product_id for line in lines])
     for line in lines:
         if line.product_id not in products:
             raise ProductNotFound({"product_id": line.product_id, "message": "No such product."})
     for attempt in range(1, _RESERVE_ATTEMPTS + 1):
         try:
-            return _order_reserve_once(lines=lines, products=products)
+            reservation = _order_reserve_once(
+                lines=lines, products=products, payment_token=payment_token
+            )
         except _StockConflict as conflict:
             retry = conflict.transient and attempt < _RESERVE_ATTEMPTS
             _stock_conflict_record(conflict=conflict, attempt=attempt, retried=retry)
             if not retry:
-                product = conflict.product
-                raise OutOfStock(
-                    {"product_id": product.pk, "sku": product.sku, "message": "Not enough stock."}
-                ) from None
+                _out_of_stock(conflict.product)
+        else:
+            order = reservation.order
+            log_event(
+                "order.placed",
+                order_id=order.pk,
+                amount=str(order.total),
+                items=len(lines),
+                payment_id=reservation.payment.pk,
+            )
+            return reservation
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _out_of_stock(product: Product):
+    log_event("order.out_of_stock", level=logging.WARNING, product_id=product.pk, sku=product.sku)
+    raise OutOfStock(
+        {"product_id": product.pk, "sku": product.sku, "message": "Not enough stock."}
+    ) from None
 
 
 def _stock_conflict_record(*, conflict: _StockConflict, attempt: int, retried: bool) -> None:
@@ -143,12 +232,12 @@ def _stock_conflict_record(*, conflict: _StockConflict, attempt: int, retried: b
         "retried": retried,
     }
     record_metric(STOCK_CONFLICTS, 1, metadata)
-    logger.warning("stock.conflict", extra={"event": "stock.conflict", **metadata})
+    log_event("stock.conflict", level=logging.WARNING, **metadata)
 
 
 def _order_reserve_once(
-    *, lines: list[OrderLine], products: dict[int, Product]
-) -> tuple[Order, Payment, str]:
+    *, lines: list[OrderLine], products: dict[int, Product], payment_token: str
+) -> _Reservation:
     total = sum((products[line.product_id].price * line.quantity for line in lines), Decimal("0"))
     access_token = secrets.token_urlsafe(32)
     with transaction.atomic():
@@ -168,9 +257,7 @@ def _order_reserve_once(
             except DatabaseError as exc:
                 raise _StockConflict(product=product, error=exc) from exc
             if not taken:
-                raise OutOfStock(
-                    {"product_id": product.pk, "sku": product.sku, "message": "Not enough stock."}
-                )
+                _out_of_stock(product)
         OrderItem.objects.bulk_create(
             OrderItem(
                 order=order,
@@ -180,71 +267,91 @@ def _order_reserve_once(
             )
             for line in lines
         )
-        payment = payment_create(order=order)
-    return order, payment, access_token
+        payment = payment_create(order=order, payment_token=payment_token)
+    infos = [
+        OrderLineInfo(
+            line.product_id,
+            products[line.product_id].sku,
+            products[line.product_id].name,
+            line.quantity,
+            products[line.product_id].price,
+        )
+        for line in lines
+    ]
+    return _Reservation(order=order, payment=payment, lines=infos, token=access_token)
 
 
-def _order_settle(*, order: Order, payment: Payment) -> None:
-    released_refund: Refund | None = None
+def order_settle(*, order: Order, payment: Payment, gateway: PaymentGateway) -> Refund | None:
+    """Record a charge's outcome and move the order and its stock by it (sets both in place).
+
+    Succeeded: the order is paid — or, if it was released meanwhile, the charge is refunded
+    at once through `gateway`. Declined or failed: the order fails and its stock comes back.
+    Unknown: the order stays pending. Returns the refund of a released order's charge.
+    """
+    status, paid_at, refund = write_durably(
+        lambda: _order_settle_once(order=order, payment=payment)
+    )
+    order.status, order.paid_at = status, paid_at
+    if refund is not None:
+        try:
+            refund_send(refund=refund, charge_id=payment.gateway_charge_id, gateway=gateway)
+            refund.refresh_from_db()
+        except (OperationalError, InterfaceError):
+            # The claim is stored: reconcile_payments replays and completes it.
+            logger.exception(
+                "refund.complete_failed",
+                extra={"event": "refund.complete_failed", "refund_id": refund.pk},
+            )
+    return refund
+
+
+def _order_settle_once(*, order: Order, payment: Payment):
     with transaction.atomic():
-        payment_save_outcome(payment=payment)
+        if not payment_record_outcome(payment=payment):
+            # Settled by another process (a reconciliation, or the checkout it raced).
+            stored = Order.objects.values_list("status", "paid_at").get(pk=order.pk)
+            return (*stored, None)
         if payment.status == Payment.Status.SUCCEEDED:
             now = timezone.now()
             paid = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
                 status=Order.Status.PAID, paid_at=now, updated_at=now
             )
             if paid:
-                transaction.on_commit(
-                    lambda: record_metric(ORDERS_PER_DAY, 1, {"order_id": order.pk})
+                transaction.on_commit(lambda: _paid_record(order=order, payment=payment))
+                return Order.Status.PAID, now, None
+            # Released while its charge was in flight: the stock is back on sale, so the
+            # money goes back too. The claim commits first; the refund call comes after.
+            refund = _refund_open(order=order, reason=Refund.Reason.RELEASED, actor=None)
+            stored = Order.objects.values_list("status", "paid_at").get(pk=order.pk)
+            return (*stored, refund)
+        if payment.status in Payment.OPEN_STATUSES:
+            transaction.on_commit(
+                lambda: log_event(
+                    "order.pending", level=logging.WARNING, order_id=order.pk, payment_id=payment.pk
                 )
-            else:
-                # The stale-order sweeper released this order while its charge was in
-                # flight: the stock is back on sale, so the money goes back too. The
-                # claim commits first; the gateway is called outside the transaction.
-                released_refund = Refund.objects.create(order=order, amount=payment.amount)
-        else:
-            _order_fail(order=order, reason=StockMovement.Reason.PAYMENT_FAILED)
-    if released_refund is not None:
-        _refund_after_release(refund=released_refund, payment=payment)
-    order.refresh_from_db()
-
-
-def _refund_after_release(*, refund: Refund, payment: Payment) -> None:
-    """Refund a charge that succeeded for an order released meanwhile (see _order_settle)."""
-    event = {"order_id": refund.order_id, "charge_id": payment.gateway_charge_id}
-    try:
-        result = payment_gateway().refund(charge_id=payment.gateway_charge_id, amount=refund.amount)
-    except GatewayUnavailable:
-        # The refund row stays pending: the record a person settles the charge from.
-        logger.exception(
-            "payment.refund_after_release_failed",
-            extra={"event": "payment.refund_after_release_failed", "refund_id": refund.pk, **event},
+            )
+            return Order.Status.PENDING, None, None
+        order_fail(order=order, reason=StockMovement.Reason.PAYMENT_FAILED)
+        transaction.on_commit(
+            lambda: log_event(
+                "order.payment_failed",
+                level=logging.WARNING,
+                order_id=order.pk,
+                payment_id=payment.pk,
+                outcome=payment.status,
+            )
         )
-        return
-    _refund_complete(refund=refund, gateway_refund_id=result.refund_id)
-    record_metric(REFUNDS_PER_DAY, 1, {"order_id": refund.order_id, "reason": "released"})
-    logger.warning(
-        "payment.refunded_after_release",
-        extra={
-            "event": "payment.refunded_after_release",
-            "gateway_refund_id": result.refund_id,
-            **event,
-        },
-    )
+        return Order.Status.PAYMENT_FAILED, None, None
 
 
-def _refund_complete(*, refund: Refund, gateway_refund_id: str) -> None:
-    Refund.objects.filter(pk=refund.pk).update(
-        status=Refund.Status.SUCCEEDED,
-        gateway_refund_id=gateway_refund_id,
-        completed_at=timezone.now(),
-    )
+def _paid_record(*, order: Order, payment: Payment) -> None:
+    record_metric(ORDERS_PER_DAY, 1, {"order_id": order.pk})
+    log_event("order.paid", order_id=order.pk, payment_id=payment.pk, amount=str(payment.amount))
 
 
-def _order_fail(*, order: Order, reason: str) -> bool:
+def order_fail(*, order: Order, reason: str) -> bool:
     """Mark a pending order failed and give its stock back; return whether it was pending."""
-    # The status guard makes the release happen once, even if a stale-order sweeper
-    # raced this settle for the same order.
+    # The status guard makes the release happen once, even if two settles race.
     released = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
         status=Order.Status.PAYMENT_FAILED, updated_at=timezone.now()
     )
@@ -256,66 +363,150 @@ def _order_fail(*, order: Order, reason: str) -> bool:
     return bool(released)
 
 
-def order_release_stale(*, older_than: timedelta) -> list[int]:
-    """Fail every order left pending longer than `older_than` and give its stock back.
+# A lost connection is retried this often, after these pauses (seconds): a PostgreSQL
+# restart or failover, a terminated backend, a SQLite writer past its busy timeout.
+_WRITE_PAUSES = (0.05, 0.25)
 
-    A pending order is one whose process died between reserve and settle. Each order is
-    released in its own transaction behind the same status guard as a failed payment,
-    so concurrent runs (two cron jobs, a live settle) release it exactly once.
+
+def write_durably(write: Callable[[], T]) -> T:
+    """Run `write` (its own transaction) and, if the connection failed, again on a fresh one.
+
+    Only for writes that are safe to repeat (conditional on the row's status): the first
+    attempt may have committed before its connection was lost.
     """
-    cutoff = timezone.now() - older_than
-    stale = Order.objects.filter(status=Order.Status.PENDING, created_at__lt=cutoff)
-    released: list[int] = []
-    for order in stale.order_by("pk").iterator():
-        with transaction.atomic():
-            if not _order_fail(order=order, reason=StockMovement.Reason.STALE_RELEASE):
-                continue
-            keys = payment_abandon(order=order)
-        released.append(order.pk)
-        # The charge may have reached the gateway: the keys let an operator reconcile.
-        logger.warning(
-            "order.stale_released",
-            extra={"event": "order.stale_released", "order_id": order.pk, "idempotency_keys": keys},
-        )
-    return released
+    for pause in (*_WRITE_PAUSES, None):
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            if pause is None or connection.in_atomic_block:
+                raise
+            logger.warning("db.retry", exc_info=True, extra={"event": "db.retry"})
+            connection.close()
+            time.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def order_refund(*, order_id: int, actor) -> Order:
-    """Refund a paid order in full: gateway refund first, then status and stock."""
-    refund, payment = _refund_claim(order_id=order_id, actor=actor)
+def order_refund(*, order_id: int, actor) -> Refund:
+    """Refund a paid order in full: claim, gateway refund, then status and stock.
+
+    A refund left pending (its answer lost, its process killed) is replayed with its own
+    idempotency key: retrying a refund never refunds twice. The refund comes back
+    `succeeded`, or `pending` when the gateway did not answer (reconcile_payments, or the
+    next retry, finishes it).
+    """
+    refund, charge_id, fresh = write_durably(lambda: _refund_claim(order_id=order_id, actor=actor))
     try:
-        result = payment_gateway().refund(charge_id=payment.gateway_charge_id, amount=refund.amount)
-    except GatewayUnavailable as exc:
-        refund.delete()
-        raise PaymentUnavailable(headers={"Retry-After": "30"}) from exc
-    with transaction.atomic():
-        Order.objects.filter(pk=order_id, status=Order.Status.PAID).update(
-            status=Order.Status.REFUNDED, updated_at=timezone.now()
+        refund_send(
+            refund=refund, charge_id=charge_id, gateway=payment_gateway(), raise_unavailable=True
         )
-        _refund_complete(refund=refund, gateway_refund_id=result.refund_id)
-        for item in OrderItem.objects.filter(order_id=order_id).order_by("product_id"):
-            product_stock_increment(
-                product_id=item.product_id,
-                quantity=item.quantity,
-                reason=StockMovement.Reason.REFUND,
-                order_id=order_id,
-            )
-        transaction.on_commit(lambda: record_metric(REFUNDS_PER_DAY, 1, {"order_id": order_id}))
-    return Order.objects.get(pk=order_id)
+    except PaymentUnavailable:
+        if fresh:
+            # Nothing was refunded and nobody else holds this claim: the order is
+            # refundable again, exactly as before the request.
+            Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).delete()
+        raise
+    refund.refresh_from_db()
+    return refund
 
 
-def _refund_claim(*, order_id: int, actor) -> tuple[Refund, Payment]:
-    """Claim the order's one refund slot; the unique key turns a concurrent second claim away."""
+def _refund_claim(*, order_id: int, actor) -> tuple[Refund, str, bool]:
+    """Claim the order's one refund, or return the pending one to replay it."""
     with transaction.atomic():
         order = Order.objects.filter(pk=order_id).first()
         if order is None:
             raise Http404
-        if order.status != Order.Status.PAID:
-            raise OrderNotRefundable()
-        payment = order.payments.get(status=Payment.Status.SUCCEEDED)
-        try:
-            with transaction.atomic():
-                refund = Refund.objects.create(order=order, amount=order.total, created_by=actor)
-        except IntegrityError:
-            raise OrderNotRefundable("A refund of this order is already under way.") from None
-    return refund, payment
+        pending = Refund.objects.filter(order=order, status=Refund.Status.PENDING).first()
+        fresh = pending is None
+        if fresh:
+            if order.status != Order.Status.PAID:
+                raise OrderNotRefundable()
+            try:
+                with transaction.atomic():
+                    refund = _refund_open(order=order, reason=Refund.Reason.REQUESTED, actor=actor)
+            except IntegrityError:
+                # A concurrent request claimed it first: replay that claim instead.
+                refund, fresh = Refund.objects.get(order=order), False
+                if refund.status != Refund.Status.PENDING:
+                    raise OrderNotRefundable() from None
+        else:
+            refund = pending
+        charge_id = order.payments.get(status=Payment.Status.SUCCEEDED).gateway_charge_id
+    return refund, charge_id, fresh
+
+
+def _refund_open(*, order: Order, reason: str, actor) -> Refund:
+    return Refund.objects.create(
+        order=order,
+        amount=order.total,
+        reason=reason,
+        idempotency_key=uuid.uuid4().hex,
+        created_by=actor,
+    )
+
+
+def refund_send(
+    *, refund: Refund, charge_id: str, gateway: PaymentGateway, raise_unavailable: bool = False
+) -> str:
+    """Ask the gateway for a claimed refund (or replay it) and complete it if it succeeded.
+
+    Returns `succeeded` or `unknown`; a definitive failure (nothing refunded) raises
+    PaymentUnavailable when `raise_unavailable`, else counts as `unknown` (retried later).
+    """
+    try:
+        result = gateway.refund(
+            charge_id=charge_id, amount=refund.amount, idempotency_key=refund.idempotency_key
+        )
+    except (GatewayUnavailable, OutcomeUnknown) as exc:
+        definitive = isinstance(exc, GatewayUnavailable)
+        log_event(
+            "refund.unknown" if not definitive else "refund.failed",
+            level=logging.WARNING,
+            order_id=refund.order_id,
+            refund_id=refund.pk,
+            amount=str(refund.amount),
+            reason=str(exc)[:200],
+        )
+        if definitive and raise_unavailable:
+            retry_after = exc.retry_after if isinstance(exc, CircuitOpen) else 30
+            raise PaymentUnavailable(headers={"Retry-After": str(retry_after)}) from exc
+        return "unknown"
+    write_durably(lambda: _refund_complete(refund=refund, gateway_refund_id=result.refund_id))
+    return "succeeded"
+
+
+def _refund_complete(*, refund: Refund, gateway_refund_id: str) -> bool:
+    """Mark a pending refund succeeded and, for a requested one, the order refunded with its
+    stock back; return False when another process completed it first."""
+    with transaction.atomic():
+        now = timezone.now()
+        completed = Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
+            status=Refund.Status.SUCCEEDED, gateway_refund_id=gateway_refund_id, completed_at=now
+        )
+        if not completed:
+            return False
+        order_id = refund.order_id
+        if refund.reason == Refund.Reason.REQUESTED:
+            Order.objects.filter(pk=order_id, status=Order.Status.PAID).update(
+                status=Order.Status.REFUNDED, updated_at=now
+            )
+            for item in OrderItem.objects.filter(order_id=order_id).order_by("product_id"):
+                product_stock_increment(
+                    product_id=item.product_id,
+                    quantity=item.quantity,
+                    reason=StockMovement.Reason.REFUND,
+                    order_id=order_id,
+                )
+        metadata = {"order_id": order_id, "reason": refund.reason}
+        transaction.on_commit(lambda: _refund_record(refund=refund, metadata=metadata))
+    return True
+
+
+def _refund_record(*, refund: Refund, metadata: dict) -> None:
+    record_metric(REFUNDS_PER_DAY, 1, metadata)
+    log_event(
+        "refund.made",
+        level=logging.WARNING if refund.reason == Refund.Reason.RELEASED else logging.INFO,
+        refund_id=refund.pk,
+        amount=str(refund.amount),
+        **metadata,
+    )

@@ -16,11 +16,11 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import pybreaker
@@ -28,7 +28,7 @@ import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from payments.gateways import CircuitOpen, GatewayRejected, GatewayUnavailable
+from payments.exceptions import CircuitOpen, GatewayError, GatewayRejected
 from retail.metrics import CIRCUIT_BREAKER_STATE, record_metric
 
 logger = logging.getLogger(__name__)
@@ -172,15 +172,16 @@ class PaymentBreaker:
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call the gateway unless OPEN, then feed the outcome to the breaker.
 
-        `func` raises `GatewayUnavailable` for failures; a decline is a normal return.
+        `func` raises a `GatewayError` for failures (an unknown outcome counts as one);
+        a decline is a normal return.
         """
         remaining = self.open_remaining()
         if remaining > 0:
             raise CircuitOpen(retry_after=max(1, math.ceil(remaining)))
         try:
             result = func(*args, **kwargs)
-        except GatewayUnavailable as exc:
-            failure: GatewayUnavailable | None = exc
+        except GatewayError as exc:
+            failure: GatewayError | None = exc
         else:
             failure = None
 
@@ -241,48 +242,59 @@ class PaymentBreaker:
         return f"{self._namespace}:trial"
 
 
+# While Redis does not answer, a worker keeps a breaker of its own and asks Redis again
+# this often, so it joins the shared state once Redis is back.
+REDIS_RETRY_SECONDS = 5.0
+
+_breakers: dict[tuple, tuple[PaymentBreaker, float | None]] = {}
+_breakers_lock = threading.Lock()
+
+
 def payment_breaker() -> PaymentBreaker:
     """Return this process's breaker for the configured gateway (shared state with Redis)."""
-    return _breaker_for(
-        namespace=settings.RETAIL_SHARED_STATE_PREFIX,
-        redis_url=settings.REDIS_URL,
-        fail_max=settings.RETAIL_BREAKER_FAIL_MAX,
-        reset_seconds=settings.RETAIL_BREAKER_RESET_SECONDS,
+    key = (
+        settings.RETAIL_SHARED_STATE_PREFIX,
+        settings.REDIS_URL,
+        settings.RETAIL_BREAKER_FAIL_MAX,
+        settings.RETAIL_BREAKER_RESET_SECONDS,
         # A trial is one checkout: two gateway calls at most (a retried connection), plus slack.
-        trial_seconds=2 * settings.RETAIL_GATEWAY_TIMEOUT_SECONDS + 5,
+        2 * settings.RETAIL_GATEWAY_TIMEOUT_SECONDS + 5,
     )
+    cached = _breakers.get(key)
+    if cached is not None and (cached[1] is None or time.monotonic() < cached[1]):
+        return cached[0]
+    with _breakers_lock:
+        cached = _breakers.get(key)
+        if cached is None or (cached[1] is not None and time.monotonic() >= cached[1]):
+            if len(_breakers) >= 32:
+                _breakers.clear()
+            cached = _breakers[key] = _breaker_build(*key)
+        return cached[0]
 
 
-@lru_cache(maxsize=32)
-def _breaker_for(
-    *,
-    namespace: str,
-    redis_url: str | None,
-    fail_max: int,
-    reset_seconds: float,
-    trial_seconds: float,
-) -> PaymentBreaker:
-    client = None
-    if redis_url:
-        client = redis.Redis.from_url(
-            redis_url,
-            socket_timeout=_REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
-        )
+def _breaker_build(
+    namespace: str, redis_url: str | None, fail_max: int, reset_seconds: float, trial_seconds: float
+) -> tuple[PaymentBreaker, float | None]:
+    """Return a breaker and, for a stand-in while Redis is down, when to ask Redis again."""
+    options = {
+        "fail_max": fail_max,
+        "reset_seconds": reset_seconds,
+        "trial_seconds": trial_seconds,
+        "namespace": namespace,
+    }
+    if not redis_url:
+        return PaymentBreaker(**options), None
+    client = redis.Redis.from_url(
+        redis_url,
+        socket_timeout=_REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+    )
     try:
-        return PaymentBreaker(
-            fail_max=fail_max,
-            reset_seconds=reset_seconds,
-            trial_seconds=trial_seconds,
-            redis_client=client,
-            namespace=namespace,
-        )
+        return PaymentBreaker(redis_client=client, **options), None
     except RedisError:
-        # Redis unreachable at start: this process keeps its own breaker rather than none.
-        logger.exception("breaker.redis_unavailable")
-        return PaymentBreaker(
-            fail_max=fail_max,
-            reset_seconds=reset_seconds,
-            trial_seconds=trial_seconds,
-            namespace=namespace,
+        client.close()
+        logger.warning(
+            "breaker.redis_unavailable",
+            extra={"event": "breaker.redis_unavailable", "retry_seconds": REDIS_RETRY_SECONDS},
         )
+        return PaymentBreaker(**options), time.monotonic() + REDIS_RETRY_SECONDS

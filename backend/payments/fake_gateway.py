@@ -1,8 +1,10 @@
 """A fake payment gateway speaking SPEC §3.4, with fault injection for tests and demos.
 
-`POST /_control {"mode": "up"|"down"|"slow", "latency_ms": int, "failure_rate": float}`
+`POST /_control {"mode": "up"|"down"|"slow"|"trickle", "latency_ms": int, "failure_rate": float}`
 changes its behaviour at run time; `GET /_control` reports it with counters that let a
-test prove no payment was charged twice.
+test prove no payment was charged or refunded twice. Like a real gateway, it keeps its
+promise: a 5xx answer (mode `down`, or the failure rate) means nothing was done; `slow`
+and `trickle` carry the request out and then answer late.
 """
 
 import json
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODES = ("up", "down", "slow")
+MODES = ("up", "down", "slow", "trickle")
 DECLINE_TOKEN = "tok_decline"
 
 
@@ -27,7 +29,10 @@ class FakeGatewayState:
     failure_rate: float = 0.0
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     charge_requests: int = 0
-    refunds: int = 0
+    # Refunds by idempotency key, and how many refunds each charge received.
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds_per_charge: dict[str, int] = field(default_factory=dict)
+    refund_requests: int = 0
     in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
@@ -55,18 +60,20 @@ class FakeGatewayState:
                 "charges": len(self.charges),
                 "charges_succeeded": succeeded,
                 "charge_requests": self.charge_requests,
-                "refunds": self.refunds,
+                "refunds": len(self.refunds),
+                "refund_requests": self.refund_requests,
+                "charges_refunded_twice": sum(1 for n in self.refunds_per_charge.values() if n > 1),
                 "in_flight": self.in_flight,
             }
 
-    def fault(self) -> bool:
-        """Apply the injected latency; return True when this call must fail with a 5xx."""
+    def fault(self) -> tuple[bool, float]:
+        """Apply `slow`'s latency; return (fail with a 5xx, seconds to trickle the answer over)."""
         with self.lock:
             mode, latency_ms, failure_rate = self.mode, self.latency_ms, self.failure_rate
             unlucky = failure_rate > 0 and self.rng.random() < failure_rate
         if mode == "slow":
             time.sleep(latency_ms / 1000)
-        return mode == "down" or unlucky
+        return mode == "down" or unlucky, latency_ms / 1000 if mode == "trickle" else 0.0
 
     def charge(self, payload: dict[str, Any]) -> dict[str, Any]:
         key = payload["idempotency_key"]
@@ -78,14 +85,25 @@ class FakeGatewayState:
                 self.charges[key] = {"id": f"fake_ch_{uuid.uuid4().hex}", "status": status}
             return dict(self.charges[key])
 
-    def refund(self) -> dict[str, Any]:
+    def refund(self, payload: dict[str, Any]) -> dict[str, Any]:
+        key, charge_id = payload["idempotency_key"], payload["charge_id"]
         with self.lock:
-            self.refunds += 1
-        return {"id": f"fake_re_{uuid.uuid4().hex}", "status": "succeeded"}
+            self.refund_requests += 1
+            # The same key answers the first refund again: a retry never refunds twice.
+            if key not in self.refunds:
+                self.refunds[key] = {"id": f"fake_re_{uuid.uuid4().hex}", "status": "succeeded"}
+                self.refunds_per_charge[charge_id] = self.refunds_per_charge.get(charge_id, 0) + 1
+            return dict(self.refunds[key])
+
+    def charged(self, charge_id: str) -> bool:
+        with self.lock:
+            return any(
+                c["id"] == charge_id and c["status"] == "succeeded" for c in self.charges.values()
+            )
 
 
 _CHARGE_FIELDS = {"amount": str, "currency": str, "token": str, "idempotency_key": str}
-_REFUND_FIELDS = {"charge_id": str, "amount": str}
+_REFUND_FIELDS = {"charge_id": str, "amount": str, "idempotency_key": str}
 
 
 def _missing(payload: Any, fields: dict[str, type]) -> list[str]:
@@ -128,29 +146,42 @@ class _Handler(BaseHTTPRequestHandler):
             if missing := _missing(payload, fields):
                 self._answer(400, {"error": "invalid_request", "detail": missing})
                 return
+            if self.path == "/refunds" and not self.state.charged(payload["charge_id"]):
+                self._answer(404, {"error": "no_such_charge"})
+                return
             with self.state.lock:
                 self.state.in_flight += 1
             try:
-                if self.state.fault():
+                fail, trickle_seconds = self.state.fault()
+                if fail:
                     self._answer(503, {"error": "unavailable"})
                 elif self.path == "/charges":
-                    self._answer(201, self.state.charge(payload))
+                    self._answer(201, self.state.charge(payload), trickle_seconds)
                 else:
-                    self._answer(201, self.state.refund())
+                    self._answer(201, self.state.refund(payload), trickle_seconds)
             finally:
                 with self.state.lock:
                     self.state.in_flight -= 1
         else:
             self._answer(404, {"error": "not_found"})
 
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
+    def _answer(self, status: int, body: dict[str, Any], trickle_seconds: float = 0.0) -> None:
         content = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         try:
-            self.wfile.write(content)
+            if trickle_seconds <= 0:
+                self.wfile.write(content)
+                return
+            # `trickle`: status and headers at once, then the body a byte at a time.
+            self.wfile.flush()
+            pause = trickle_seconds / len(content)
+            for offset in range(len(content)):
+                time.sleep(pause)
+                self.wfile.write(content[offset : offset + 1])
+                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (its timeout is shorter than the injected latency).
             self.close_connection = True

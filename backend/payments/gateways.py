@@ -1,36 +1,16 @@
-"""The payment gateway seam: one interface, a simulated implementation, and the chooser.
+"""The payment gateway seam: one interface, its answers, and the in-process simulated gateway.
 
-Declines are business answers returned as a `ChargeResult`; anything that means the
-gateway could not answer (5xx, timeout, connection error) raises `GatewayUnavailable`.
+Declines are business answers returned as a `ChargeResult`; a call that got no business answer
+raises a `payments.exceptions.GatewayError` saying whether anything may have been done.
 """
 
-import uuid
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from django.conf import settings
-
 ChargeStatus = Literal["succeeded", "declined"]
 
 DECLINE_TOKEN = "tok_decline"
-
-
-class GatewayUnavailable(Exception):
-    """The gateway failed to answer (5xx, timeout, connection error, open breaker)."""
-
-
-class GatewayRejected(GatewayUnavailable):
-    """The gateway refused the request itself (a 4xx): a bug to fix, not an outage."""
-
-
-class CircuitOpen(GatewayUnavailable):
-    """The payment breaker is OPEN: the gateway was not called."""
-
-    def __init__(self, *, retry_after: int):
-        super().__init__(f"circuit open; retry after {retry_after} s")
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -45,7 +25,11 @@ class RefundResult:
 
 
 class PaymentGateway(Protocol):
-    """What checkout and refunds need from a payment gateway."""
+    """What checkout, refunds and reconciliation need from a payment gateway.
+
+    The same `idempotency_key` always answers the first call again: a replay never charges or
+    refunds twice, and is the only way to learn an unknown outcome.
+    """
 
     # Optional: `admission() -> AbstractContextManager[None]`, entered around a checkout,
     # raises `CircuitOpen` at once when a breaker guards the gateway and is OPEN.
@@ -54,32 +38,21 @@ class PaymentGateway(Protocol):
         self, *, amount: Decimal, currency: str, token: str, idempotency_key: str
     ) -> ChargeResult: ...
 
-    def refund(self, *, charge_id: str, amount: Decimal) -> RefundResult: ...
+    def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> RefundResult: ...
 
 
 class SimulatedGateway:
-    """An in-process gateway: `tok_decline` is declined, every other token succeeds."""
+    """An in-process gateway: `tok_decline` is declined, every other token succeeds.
 
-    def admission(self) -> AbstractContextManager[None]:
-        return nullcontext()
+    Its ids derive from the idempotency key, so a replay answers what the first call did,
+    as the HTTP gateway's contract promises, with no state to keep.
+    """
 
     def charge(
         self, *, amount: Decimal, currency: str, token: str, idempotency_key: str
     ) -> ChargeResult:
         status: ChargeStatus = "declined" if token == DECLINE_TOKEN else "succeeded"
-        return ChargeResult(status=status, charge_id=f"sim_ch_{uuid.uuid4().hex}")
+        return ChargeResult(status=status, charge_id=f"sim_ch_{idempotency_key}")
 
-    def refund(self, *, charge_id: str, amount: Decimal) -> RefundResult:
-        return RefundResult(refund_id=f"sim_re_{uuid.uuid4().hex}")
-
-
-_simulated = SimulatedGateway()
-
-
-def payment_gateway() -> PaymentGateway:
-    """Return the gateway configured by `RETAIL_PAYMENT_GATEWAY_URL` (unset: simulated)."""
-    if settings.RETAIL_PAYMENT_GATEWAY_URL is None:
-        return _simulated
-    from payments.http_gateway import http_gateway
-
-    return http_gateway()
+    def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> RefundResult:
+        return RefundResult(refund_id=f"sim_re_{idempotency_key}")

@@ -169,6 +169,7 @@ class Rows:
                     order_id=order_id,
                     amount=10,
                     status=status,
+                    idempotency_key=uuid.uuid4().hex,
                     gateway_refund_id="",
                     created_by_id=None,
                     created_at=completed_at,

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from payments.breaker import CLOSED, HALF_OPEN, OPEN, PaymentBreaker
-from payments.gateways import CircuitOpen, GatewayRejected, GatewayUnavailable
+from payments.exceptions import CircuitOpen, GatewayRejected, GatewayUnavailable
 from retail.models import Metric
 
 pytestmark = pytest.mark.django_db

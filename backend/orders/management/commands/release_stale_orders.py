@@ -1,16 +1,17 @@
-"""Release the stock of orders whose payment never resolved (safe to run from cron)."""
+"""Settle orders whose payment never resolved, giving back the stock of those that failed."""
 
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from orders.services import order_release_stale
+from orders.reconciliation import order_release_stale
 
 
 class Command(BaseCommand):
     help = (
-        "Fail orders pending longer than N minutes (their process died between reserve and "
-        "charge) and give their stock back through the ledger. Safe to run concurrently."
+        "Settle orders pending longer than N minutes: each one's charge is replayed first, so "
+        "an order whose customer was charged is paid, not released; the others fail and give "
+        "their stock back through the ledger. Safe to run concurrently."
     )
 
     def add_arguments(self, parser):

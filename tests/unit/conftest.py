@@ -1,4 +1,4 @@
-"""Fixtures of the payment tests: a fake gateway served from a thread of the test process."""
+"""Fixtures of the in-process tests: a fake payment gateway served from a test thread."""
 
 import threading
 from collections.abc import Iterator
