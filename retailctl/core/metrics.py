@@ -22,7 +22,10 @@ STOCK_CONFLICTS = "stock_conflicts"
 THROTTLED_REQUESTS = "throttled_requests"
 CIRCUIT_BREAKER_STATE = "circuit_breaker_state"
 PAID_STATUSES = ("paid", "refunded")
-ATTEMPTED_PAYMENT_STATUSES = ("succeeded", "declined", "failed")
+# A card declined by its issuer is the customer's answer, not a failure of the payment
+# service; a timeout or a lost answer not yet reconciled (`unknown`) is one.
+SERVICE_FAILURE_STATUSES = ("failed", "unknown")
+ATTEMPTED_PAYMENT_STATUSES = ("succeeded", "declined", *SERVICE_FAILURE_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -194,11 +197,20 @@ def payments_by_status(conn: Connection, window: Window) -> dict[str, int]:
 
 
 def payment_success_rate(by_status: dict[str, int]) -> float | None:
-    """Return succeeded / attempted payments in percent; None without attempts."""
+    """Return succeeded / (succeeded + service failures) in percent; None without any.
+
+    Declines are left out (see `payment_decline_rate`); so are checkouts an OPEN breaker
+    turned away, which A2 reports as fast-fails.
+    """
+    succeeded = by_status.get("succeeded", 0)
+    judged = succeeded + sum(by_status.get(status, 0) for status in SERVICE_FAILURE_STATUSES)
+    return round(100.0 * succeeded / judged, 3) if judged else None
+
+
+def payment_decline_rate(by_status: dict[str, int]) -> float | None:
+    """Return declined / attempted payments in percent; None without attempts."""
     attempted = sum(by_status.get(status, 0) for status in ATTEMPTED_PAYMENT_STATUSES)
-    if attempted == 0:
-        return None
-    return round(100.0 * by_status.get("succeeded", 0) / attempted, 3)
+    return round(100.0 * by_status.get("declined", 0) / attempted, 3) if attempted else None
 
 
 def metrics_summary(conn: Connection, *, days: int, now: datetime | None = None) -> MetricsReport:
@@ -238,6 +250,7 @@ def metrics_summary(conn: Connection, *, days: int, now: datetime | None = None)
         "errors_total": errors_total,
         "error_rate": round(100.0 * errors_total / requests_total, 3) if requests_total else 0.0,
         "payment_success_rate": payment_success_rate(by_status),
+        "payment_decline_rate": payment_decline_rate(by_status),
         "avg_response_time_ms": _round(latency_sum / requests_total) if requests_total else None,
         "p95_response_time_ms": _round(quantile(overall, 0.95)),
         "p99_response_time_ms": _round(quantile(overall, 0.99)),

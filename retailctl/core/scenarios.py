@@ -7,6 +7,7 @@ from sqlalchemy import Connection, func, inspect, select
 
 from retailctl.core import tables as t
 from retailctl.core.metrics import (
+    ATTEMPTED_PAYMENT_STATUSES,
     CIRCUIT_BREAKER_STATE,
     STOCK_CONFLICTS,
     payment_success_rate,
@@ -138,10 +139,11 @@ def scenario_a2(conn: Connection, window: Window) -> dict[str, Any]:
         "no_data": not checks,
         "payment_success_rate": rate,
         "fast_fail_p99_ms": None if fast_fail_p99 is None else round(fast_fail_p99, 3),
-        "payments_attempted": sum(by_status.get(s, 0) for s in ("succeeded", "declined", "failed")),
+        "payments_attempted": sum(by_status.get(s, 0) for s in ATTEMPTED_PAYMENT_STATUSES),
         "payments_succeeded": by_status.get("succeeded", 0),
         "payments_declined": by_status.get("declined", 0),
         "payments_failed": by_status.get("failed", 0),
+        "payments_unknown": by_status.get("unknown", 0),
         "rejected_open_circuit": by_status.get("rejected_open_circuit", 0),
         "fast_fail_samples": fast_fail_samples,
         "breaker_openings": _breaker_openings(conn, window),

@@ -1,7 +1,6 @@
 """Every retailctl command through Typer's CliRunner: output, JSON purity and exit codes."""
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -73,6 +72,8 @@ def test_scenarios_exit_codes(database_url, rows):
     assert "PASS (no data)" in invoke("scenarios", "--database-url", database_url).stdout
     at = datetime.now(UTC) - timedelta(minutes=1)
     rows.payment(rows.order(status="payment_failed"), status="declined", at=at)
+    assert invoke("scenarios", "--database-url", database_url).exit_code == 0
+    rows.payment(rows.order(status="payment_failed"), status="unknown", at=at)
     failed = invoke("scenarios", "--database-url", database_url)
     assert failed.exit_code == 1
     assert "FAIL" in failed.stdout and "payment_success_rate = 0.0" in failed.stdout
@@ -159,16 +160,8 @@ def test_usage_errors_exit_2():
     assert invoke("metrics", "--nope").exit_code == 2
 
 
-def test_help_starts_fast():
-    """`retailctl --help` starts in under 0.3 s: heavy modules are imported lazily."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "retailctl", "--help"]
-    subprocess.run(command, cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
-    best = min(
-        _timed(lambda: subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True))
-        for _ in range(3)
-    )
-    assert best < 0.3, f"--help took {best:.3f}s"
+def test_help_imports_no_heavy_module():
+    """`retailctl --help` stays fast: SQLAlchemy and Rich are imported by commands, lazily."""
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, retailctl.cli; print(sorted(sys.modules))"],
         cwd=PROJECT_ROOT,
@@ -177,12 +170,6 @@ def test_help_starts_fast():
         check=True,
     ).stdout
     assert "sqlalchemy" not in loaded and "'rich'" not in loaded
-
-
-def _timed(action) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 @pytest.mark.parametrize("command", ["metrics", "trace", "tail", "scenarios", "prune"])

@@ -74,7 +74,7 @@ def test_business_kpis_and_daily_series(rows, engine):
     rows.refund(refunded, completed_at=NOW - timedelta(minutes=1))
     at = NOW - timedelta(minutes=2)
     rows.payment(paid_today, status="succeeded", at=at)
-    for status in ["declined", "failed", "rejected_open_circuit", "pending"]:
+    for status in ["declined", "failed", "unknown", "rejected_open_circuit", "pending"]:
         rows.payment(rows.order(status="payment_failed"), status=status, at=at)
     with engine.connect() as conn:
         report = metrics_summary(conn, days=7, now=NOW)
@@ -82,7 +82,9 @@ def test_business_kpis_and_daily_series(rows, engine):
     assert kpis["orders_total"] == 3
     assert kpis["orders_per_day"] == pytest.approx(3 / 7, abs=1e-3)
     assert kpis["refunds_total"] == 1
+    # Succeeded / (succeeded + failed + unknown): the decline is the customer's answer.
     assert kpis["payment_success_rate"] == pytest.approx(100 / 3, abs=1e-3)
+    assert kpis["payment_decline_rate"] == 25.0
     assert [day["date"] for day in report.daily][-1] == NOW.date().isoformat()
     assert len(report.daily) == 7
     by_date = {day["date"]: day for day in report.daily}
@@ -90,14 +92,16 @@ def test_business_kpis_and_daily_series(rows, engine):
     assert by_date[NOW.date().isoformat()]["refunds"] == 1
 
 
-def test_payment_success_rate_counts_declines_not_breaker_rejections(rows, engine):
-    """Success rate = succeeded / (succeeded + declined + failed), in percent."""
-    for status in ["succeeded"] * 3 + ["declined", "rejected_open_circuit"]:
+def test_payment_success_rate_counts_service_failures_not_declines_nor_rejections(rows, engine):
+    """Success rate = succeeded / (succeeded + failed + unknown); declines have their own rate."""
+    statuses = ["succeeded"] * 3 + ["unknown", "declined", "declined", "rejected_open_circuit"]
+    for status in statuses:
         order_id = rows.order(paid_at=NOW - timedelta(minutes=1))
         rows.payment(order_id, status=status, at=NOW - timedelta(minutes=1))
     with engine.connect() as conn:
         kpis = metrics_summary(conn, days=1, now=NOW).kpis
     assert kpis["payment_success_rate"] == 75.0
+    assert kpis["payment_decline_rate"] == pytest.approx(100 * 2 / 6, abs=1e-3)
 
 
 def test_empty_window_gives_zeros_and_nulls(engine):
@@ -114,6 +118,7 @@ def test_empty_window_gives_zeros_and_nulls(engine):
         "errors_total": 0,
         "error_rate": 0.0,
         "payment_success_rate": None,
+        "payment_decline_rate": None,
         "avg_response_time_ms": None,
         "p95_response_time_ms": None,
         "p99_response_time_ms": None,

@@ -55,6 +55,8 @@ def test_a2_verdicts_from_success_rate_and_fast_fail_p99(rows, engine):
     at = NOW - timedelta(minutes=5)
     for _ in range(19):
         rows.payment(rows.order(paid_at=at), status="succeeded", at=at)
+    rows.payment(rows.order(status="payment_failed"), status="failed", at=at)
+    # A declined card is no failure of the payment service: it leaves the rate alone.
     rows.payment(rows.order(status="payment_failed"), status="declined", at=at)
     rows.metrics([("payment_fast_fail", ms, {"reason": "circuit_open"}, at) for ms in (1, 2, 3)])
     rejected = rows.order(status="payment_failed")

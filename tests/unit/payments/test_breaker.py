@@ -195,3 +195,69 @@ def test_redis_keeps_the_open_period_to_the_sub_second(shared_namespace):
     breaker = _breaker(fail_max=1, reset_seconds=1.5, redis_client=client, namespace=namespace)
     _trip(breaker, 1)
     assert breaker.open_remaining() > 1.4
+
+
+@pytest.fixture
+def redis_later(tmp_path):
+    """A Redis URL on a free port, and a function that starts redis-server there."""
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed: cannot start a Redis that comes back")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = []
+
+    def start() -> None:
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", str(tmp_path)]
+        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        try:
+            _wait_until(lambda: _answers(client))
+        finally:
+            client.close()
+
+    yield f"redis://127.0.0.1:{port}/0", start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _answers(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_a_worker_started_while_redis_was_down_joins_the_shared_state_when_it_is_back(
+    redis_later, monkeypatch, settings
+):
+    """Finding 8: the stand-in breaker is not kept for good; Redis is asked again."""
+    from payments import breaker as breaker_module
+
+    url, start_redis = redis_later
+    monkeypatch.setattr(breaker_module, "REDIS_RETRY_SECONDS", 0.05)
+    settings.REDIS_URL = url
+    stand_in = breaker_module.payment_breaker()
+    assert stand_in._redis is None
+    start_redis()
+    _wait_until(lambda: breaker_module.payment_breaker()._redis is not None)
+    shared = breaker_module.payment_breaker()
+    # Another worker (a second breaker on the same namespace) sees what this one counts.
+    other = PaymentBreaker(
+        fail_max=shared._breaker.fail_max,
+        reset_seconds=30,
+        trial_seconds=5,
+        redis_client=redis.Redis.from_url(url),
+        namespace=settings.RETAIL_SHARED_STATE_PREFIX,
+    )
+    for _ in range(shared._breaker.fail_max):
+        with pytest.raises(GatewayUnavailable):
+            shared.call(_fail)
+    assert other.state == OPEN
