@@ -205,6 +205,10 @@ LOGGING = {
         # Django's own console and mail_admins handlers are replaced by the root's.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.request": {"filters": ["skip_observed_requests"], "propagate": True},
+        # httpx logs each request's URL at INFO, userinfo and all: a gateway URL holds
+        # credentials (SPEC §3.4). The gateway client logs its own events.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 

@@ -122,3 +122,51 @@ def nothing_lost(database_url: str) -> dict[str, list]:
         if rows:
             broken[name] = [row[0] for row in rows]
     return broken
+
+
+def money_broken(
+    database_url: str, *, gateway_state: dict, opening_stock: dict[int, int]
+) -> dict[str, object]:
+    """Return every broken money invariant of SPEC §3.4 (empty when all hold).
+
+    Succeeded charges − refunds at the gateway = paid orders; no order pending, no refund
+    pending; each product's stock = opening stock − units of paid orders, and its ledger
+    balances; no charge refunded twice, one payment per order, every charge known locally.
+    """
+    broken: dict[str, object] = dict(nothing_lost(database_url))
+    paid = query(database_url, "SELECT COUNT(*) FROM orders_order WHERE status = 'paid'")[0][0]
+    net = gateway_state["charges_succeeded"] - gateway_state["refunds"]
+    if net != paid:
+        broken["charges_minus_refunds_vs_paid_orders"] = (net, paid)
+    if gateway_state["charges_refunded_twice"]:
+        broken["charges_refunded_twice"] = gateway_state["charges_refunded_twice"]
+    succeeded = query(
+        database_url, "SELECT COUNT(*) FROM payments_payment WHERE status = 'succeeded'"
+    )[0][0]
+    if succeeded != gateway_state["charges_succeeded"]:
+        broken["succeeded_charges_vs_gateway"] = (succeeded, gateway_state["charges_succeeded"])
+    refunded = query(database_url, "SELECT COUNT(*) FROM orders_refund WHERE status = 'succeeded'")[
+        0
+    ][0]
+    if refunded != gateway_state["refunds"]:
+        broken["refunds_vs_gateway"] = (refunded, gateway_state["refunds"])
+    pending_refunds = query(database_url, "SELECT id FROM orders_refund WHERE status = 'pending'")
+    if pending_refunds:
+        broken["pending_refunds"] = [row[0] for row in pending_refunds]
+    sold = dict(
+        query(
+            database_url,
+            """SELECT i.product_id, SUM(i.quantity) FROM orders_orderitem i
+               JOIN orders_order o ON o.id = i.order_id WHERE o.status = 'paid'
+               GROUP BY i.product_id""",
+        )
+    )
+    stocks = dict(query(database_url, "SELECT id, stock FROM catalog_product"))
+    wrong = {
+        product: (stocks[product], opening - sold.get(product, 0))
+        for product, opening in opening_stock.items()
+        if stocks[product] != opening - sold.get(product, 0)
+    }
+    if wrong:
+        broken["stock_vs_opening_minus_paid"] = wrong
+    return broken

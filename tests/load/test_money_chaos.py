@@ -1,0 +1,213 @@
+"""Money under chaos: no charge or refund made twice, none lost (SPEC §3.4's invariants).
+
+Gunicorn (3 workers) in front of the fake gateway takes checkouts and staff refunds from a
+thread pool while a seeded fault schedule cycles the gateway through up, down, slow past the
+timeout, trickling answers and random 5xx, kills workers with SIGKILL and, on PostgreSQL,
+terminates every database connection of the backend. Then the gateway comes back,
+reconcile_payments runs (twice at once), and every invariant is checked against the
+gateway's own counters and the database. RETAIL_CHAOS_SEED replays a schedule.
+"""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.support.load import money_broken, order_body, query
+from tests.support.servers import MANAGE, FakeGateway, GunicornServer, backend_env, manage
+
+pytestmark = pytest.mark.load
+
+SEED = int(os.environ.get("RETAIL_CHAOS_SEED", "20261201"))
+CHECKOUTS = 400
+REFUND_EVERY = 8  # one refund attempt per this many checkouts
+CLIENTS = 10
+TIMEOUT_SECONDS = 1.0
+FAULT_EVERY_SECONDS = (0.1, 0.5)
+
+
+def _staff_token(env: dict[str, str]) -> str:
+    env = {**env, "DJANGO_SUPERUSER_PASSWORD": "chaos-pass-9x"}
+    manage(env, "createsuperuser", "--noinput", "--username", "chaos", "--email", "c@example.com")
+    output = manage(env, "drf_create_token", "chaos")
+    return re.search(r"token (\w+)", output).group(1)
+
+
+def _terminate_backend_connections(server_url: str, database_url: str) -> int:
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        ).fetchall()
+    return len(rows)
+
+
+class _Chaos:
+    """The seeded fault schedule, run in a thread until stopped."""
+
+    def __init__(self, *, rng, gateway, server, database_url, postgres_server):
+        self.rng = rng
+        self.gateway = gateway
+        self.server = server
+        self.database_url = database_url
+        self.postgres_server = postgres_server
+        self.injected: Counter[str] = Counter()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        faults = ["up", "down", "slow", "trickle", "flaky", "kill"]
+        if self.postgres_server:
+            faults.append("drop_connections")
+        # Rounds of every fault in a seeded order: each kind happens, in ever other company.
+        while True:
+            for fault in self.rng.sample(faults, len(faults)):
+                if self.stop.wait(self.rng.uniform(*FAULT_EVERY_SECONDS)):
+                    return
+                self._inject(fault)
+
+    def _inject(self, fault: str) -> None:
+        self.injected[fault] += 1
+        if fault == "up":
+            self.gateway.control(mode="up", failure_rate=0.0)
+        elif fault == "down":
+            self.gateway.control(mode="down")
+        elif fault == "slow":
+            self.gateway.control(mode="slow", latency_ms=int(TIMEOUT_SECONDS * 1500))
+        elif fault == "trickle":
+            self.gateway.control(mode="trickle", latency_ms=int(TIMEOUT_SECONDS * 3000))
+        elif fault == "flaky":
+            self.gateway.control(mode="up", failure_rate=0.3)
+        elif fault == "kill":
+            pids = sorted(self.server.worker_pids())
+            if pids:
+                os.kill(self.rng.choice(pids), signal.SIGKILL)
+        else:
+            _terminate_backend_connections(self.postgres_server, self.database_url)
+
+
+def _traffic(url, products, staff_token, rng) -> tuple[Counter, list[str]]:
+    """Run the checkouts and refunds; return answers by status and any non-JSON answer."""
+    answers: Counter = Counter()
+    not_json: list[str] = []
+    paid: list[int] = []
+    lock = threading.Lock()
+    plan = [
+        (rng.choice(products), rng.choice([1, 1, 2]), rng.choice(["tok_ok"] * 9 + ["tok_decline"]))
+        for _ in range(CHECKOUTS)
+    ]
+
+    def one(index: int, client: httpx.Client) -> None:
+        product, quantity, token = plan[index]
+        try:
+            if index % REFUND_EVERY == REFUND_EVERY - 1 and paid:
+                with lock:
+                    order_id = paid.pop(0)
+                response = client.post(
+                    f"/api/orders/{order_id}/refund/",
+                    json={},
+                    headers={"Authorization": f"Token {staff_token}"},
+                )
+                kind = "refund"
+            else:
+                response = client.post("/api/orders/", json=order_body(product, quantity, token))
+                kind = "checkout"
+        except httpx.TransportError as exc:
+            # A worker killed under this request: no answer at all.
+            with lock:
+                answers[f"connection lost ({type(exc).__name__})"] += 1
+            return
+        with lock:
+            answers[f"{kind} {response.status_code}"] += 1
+            if not response.headers.get("content-type", "").startswith("application/json"):
+                not_json.append(f"{kind} {response.status_code}: {response.text[:200]}")
+            elif kind == "checkout" and response.status_code == 201:
+                paid.append(response.json()["id"])
+
+    clients = [httpx.Client(base_url=url, timeout=30) for _ in range(CLIENTS)]
+    try:
+        with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+            list(pool.map(lambda i: one(i, clients[i % CLIENTS]), range(CHECKOUTS)))
+    finally:
+        for client in clients:
+            client.close()
+    return answers, not_json
+
+
+def _reconcile_twice_at_once(env: dict[str, str]) -> list[tuple[int, str]]:
+    command = [*MANAGE, "reconcile_payments", "--older-than-seconds", "0"]
+    env = {**env, "RETAIL_LOG_STDOUT": "off"}
+    runs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    return [(run.wait(timeout=300), run.stdout.read().decode()) for run in runs]
+
+
+def test_money_invariants_hold_after_faults_crashes_and_dropped_connections(
+    database_url, log_dir, request
+):
+    """Every SPEC §3.4 invariant holds once the gateway is back and reconciliation ran."""
+    rng = random.Random(SEED)
+    postgres_server = (
+        request.getfixturevalue("postgres_server_url") if database_url.startswith("post") else None
+    )
+    redis_url = os.environ.get("REDIS_URL")
+    started = time.monotonic()
+    with FakeGateway(backend_env(database_url=database_url, log_dir=log_dir)) as gateway:
+        env = backend_env(
+            database_url=database_url,
+            log_dir=log_dir,
+            redis_url=redis_url,
+            RETAIL_PAYMENT_GATEWAY_URL=gateway.url,
+            RETAIL_GATEWAY_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+            RETAIL_BREAKER_FAIL_MAX="10",
+            RETAIL_BREAKER_RESET_SECONDS="0.5",
+            RETAIL_CHECKOUT_RATE="100000/m",
+        )
+        with GunicornServer(env, workers=3) as server:
+            manage(env, "seed_demo")
+            staff_token = _staff_token(env)
+            opening = dict(query(database_url, "SELECT id, stock FROM catalog_product"))
+            chaos = _Chaos(
+                rng=rng,
+                gateway=gateway,
+                server=server,
+                database_url=database_url,
+                postgres_server=postgres_server,
+            )
+            faults = threading.Thread(target=chaos.run, daemon=True)
+            faults.start()
+            try:
+                answers, not_json = _traffic(server.url, sorted(opening), staff_token, rng)
+            finally:
+                chaos.stop.set()
+                faults.join(timeout=30)
+            gateway.control(mode="up", failure_rate=0.0)
+        # Stopped gracefully: no request is in flight any more.
+        reconciled = _reconcile_twice_at_once(env)
+        state = gateway.state()
+    wall = time.monotonic() - started
+
+    report = (
+        f"seed {SEED} (RETAIL_CHAOS_SEED), {wall:.0f} s; answers {dict(answers)}; "
+        f"faults {dict(chaos.injected)}; gateway {state}; reconcile {reconciled}"
+    )
+    print(report)
+    assert not not_json, report
+    assert [code for code, _ in reconciled] == [0, 0], report
+    assert money_broken(database_url, gateway_state=state, opening_stock=opening) == {}, report
+    # The schedule did what it says: every kind of fault happened, under real traffic.
+    assert set(chaos.injected) >= {"down", "slow", "trickle", "kill"}, report
+    assert answers["checkout 201"] > 0 and state["refunds"] > 0, report
