@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.selectors import product_get, product_list
+from retail.openapi import error_responses
 
 
 class ProductOutputSerializer(serializers.Serializer):
@@ -17,12 +18,14 @@ class ProductOutputSerializer(serializers.Serializer):
 
 
 class ProductListApi(APIView):
-    @extend_schema(responses=ProductOutputSerializer(many=True))
+    @extend_schema(summary="List the catalog", responses=ProductOutputSerializer(many=True))
     def get(self, request):
         return Response(ProductOutputSerializer(product_list(), many=True).data)
 
 
 class ProductDetailApi(APIView):
-    @extend_schema(responses=ProductOutputSerializer)
+    @extend_schema(
+        summary="Read one product", responses={200: ProductOutputSerializer, **error_responses(404)}
+    )
     def get(self, request, product_id: int):
         return Response(ProductOutputSerializer(product_get(product_id=product_id)).data)

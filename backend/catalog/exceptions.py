@@ -4,9 +4,9 @@ from retail.exceptions import ApplicationError
 
 
 class ProductNotFound(ApplicationError):
-    """An order names a product that does not exist."""
+    """An order names a product that does not exist: a well-formed request for a missing thing."""
 
-    status_code = 400
+    status_code = 404
     code = "unknown_product"
     default_detail = "No such product."
 

@@ -157,9 +157,21 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "retail-observability API",
-    "DESCRIPTION": "Catalog, guest checkout, orders and refunds (SPEC §3.1).",
+    "DESCRIPTION": (
+        "Catalog, guest checkout, order reads and staff refunds of a small shop. Checkout is "
+        "anonymous; the access_token it returns (once) reads the order back through the "
+        "X-Order-Token header; staff read and refund every order. Every error answer is JSON "
+        '{"error": code, "detail": ..., "request_id": ...}; every answer carries X-Request-ID. '
+        "A 202 from checkout or a refund means the payment gateway did not answer in time: "
+        "the outcome is settled later and read back with GET /api/orders/{id}/."
+    ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "retail.openapi.add_retry_after_headers",
+        "orders.apis.add_order_links",
+    ],
 }
 
 # --- retail-observability (SPEC §2) -------------------------------------------------

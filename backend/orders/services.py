@@ -91,10 +91,12 @@ def order_place(
 ) -> PlacedOrder:
     """Reserve stock, charge the payment, and record the outcome of a guest order.
 
-    An OPEN payment breaker turns the order away before anything is reserved;
-    `started` (a `time.perf_counter()` stamp) dates the fast-fail latency it records.
+    Lines naming one product are added up into one, as a cart would. An OPEN payment
+    breaker turns the order away before anything is reserved; `started` (a
+    `time.perf_counter()` stamp) dates the fast-fail latency it records.
     """
     started = time.perf_counter() if started is None else started
+    lines = _lines_merged(lines)
     try:
         with payment_admission():
             reservation = _order_reserve(lines=lines, payment_token=payment_token)
@@ -125,6 +127,13 @@ def order_place(
         lines=reservation.lines,
         access_token=reservation.token,
     )
+
+
+def _lines_merged(lines: list[OrderLine]) -> list[OrderLine]:
+    quantities: dict[int, int] = {}
+    for line in lines:
+        quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
+    return [OrderLine(product_id, quantity) for product_id, quantity in quantities.items()]
 
 
 def _fast_fail_record(*, started: float, retry_after: int) -> None:
