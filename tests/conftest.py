@@ -27,6 +27,7 @@ def _log_to_session_directory() -> str:
     os.environ["RETAIL_LOG_DIR"] = log_dir
     settings.RETAIL_LOG_DIR = Path(log_dir)
     settings.LOGGING["handlers"]["json"]["filename"] = str(Path(log_dir) / "application.log")
+    settings.LOGGING["handlers"]["gateway"]["filename"] = str(Path(log_dir) / "gateway.log")
     logging.config.dictConfig(settings.LOGGING)
     return log_dir
 

@@ -198,7 +198,13 @@ LOGGING = {
         "request_id": {"()": "retail.logging.RequestIDFilter"},
         "skip_observed_requests": {"()": "retail.logging.SkipObservedRequestsFilter"},
     },
-    "formatters": {"json": {"()": "retail.logging.JsonFormatter"}},
+    "formatters": {
+        "json": {"()": "retail.logging.JsonFormatter", "static_fields": {"service": "backend"}},
+        "gateway_json": {
+            "()": "retail.logging.JsonFormatter",
+            "static_fields": {"service": "gateway"},
+        },
+    },
     "handlers": {
         # One handler, two outputs: each record is formatted once, then written to
         # stdout and (rotating, multi-process safe, gzip) to application.log.
@@ -211,6 +217,16 @@ LOGGING = {
             "formatter": "json",
             "filters": ["request_id"],
         },
+        # The fake payment gateway is a service of its own, with a log of its own.
+        "gateway": {
+            "()": "retail.logging.JsonLinesHandler",
+            "filename": str(RETAIL_LOG_DIR / "gateway.log"),
+            "max_bytes": RETAIL_LOG_MAX_BYTES,
+            "backups": RETAIL_LOG_BACKUPS,
+            "stdout": False,
+            "formatter": "gateway_json",
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["json"], "level": "INFO"},
     "loggers": {
@@ -219,6 +235,7 @@ LOGGING = {
         "django.request": {"filters": ["skip_observed_requests"], "propagate": True},
         # httpx logs each request's URL at INFO, userinfo and all: a gateway URL holds
         # credentials (SPEC §3.4). The gateway client logs its own events.
+        "payments.fake_gateway": {"handlers": ["gateway"], "level": "INFO", "propagate": False},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },

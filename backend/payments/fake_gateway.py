@@ -8,6 +8,7 @@ and `trickle` carry the request out and then answer late.
 """
 
 import json
+import logging
 import random
 import threading
 import time
@@ -15,6 +16,12 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from retail.logging import log_event
+from retail.middleware import request_id_from
+from retail.tracing import new_trace_id, traceparent_parse
+
+logger = logging.getLogger(__name__)
 
 MODES = ("up", "down", "slow", "trickle")
 DECLINE_TOKEN = "tok_decline"
@@ -140,30 +147,69 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 self._answer(400, {"error": "invalid_request", "detail": str(exc)})
                 return
-            self._answer(200, self.state.snapshot())
+            snapshot = self.state.snapshot()
+            self._answer(200, snapshot)
+            log_event(
+                "gateway.control",
+                logger=logger,
+                mode=snapshot["mode"],
+                latency_ms=snapshot["latency_ms"],
+                failure_rate=snapshot["failure_rate"],
+            )
         elif self.path in ("/charges", "/refunds"):
-            fields = _CHARGE_FIELDS if self.path == "/charges" else _REFUND_FIELDS
-            if missing := _missing(payload, fields):
-                self._answer(400, {"error": "invalid_request", "detail": missing})
-                return
-            if self.path == "/refunds" and not self.state.charged(payload["charge_id"]):
-                self._answer(404, {"error": "no_such_charge"})
-                return
+            started = time.perf_counter()
+            kind = self.path[1:-1]
+            status, body = self._payment_call(kind, payload)
+            self._log_call(kind, payload, status, body, started)
+        else:
+            self._answer(404, {"error": "not_found"})
+
+    def _payment_call(self, kind: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        """Answer a charge or a refund; return the status and body sent."""
+        if missing := _missing(payload, _CHARGE_FIELDS if kind == "charge" else _REFUND_FIELDS):
+            status, body = 400, {"error": "invalid_request", "detail": missing}
+        elif kind == "refund" and not self.state.charged(payload["charge_id"]):
+            status, body = 404, {"error": "no_such_charge"}
+        else:
             with self.state.lock:
                 self.state.in_flight += 1
             try:
                 fail, trickle_seconds = self.state.fault()
                 if fail:
-                    self._answer(503, {"error": "unavailable"})
-                elif self.path == "/charges":
-                    self._answer(201, self.state.charge(payload), trickle_seconds)
+                    status, body = 503, {"error": "unavailable"}
                 else:
-                    self._answer(201, self.state.refund(payload), trickle_seconds)
+                    act = self.state.charge if kind == "charge" else self.state.refund
+                    status, body = 201, act(payload)
+                    self._answer(status, body, trickle_seconds)
+                    return status, body
             finally:
                 with self.state.lock:
                     self.state.in_flight -= 1
-        else:
-            self._answer(404, {"error": "not_found"})
+        self._answer(status, body)
+        return status, body
+
+    def _log_call(
+        self, kind: str, payload: Any, status: int, body: dict[str, Any], started: float
+    ) -> None:
+        """Log the call with the caller's request and trace ids (SPEC §3.5); never the token."""
+        trace = traceparent_parse(self.headers.get("traceparent"))
+        fields: dict[str, Any] = {
+            "request_id": request_id_from(self.headers.get("X-Request-ID")),
+            "trace_id": trace[0] if trace else new_trace_id(),
+            "parent_span_id": trace[1] if trace else None,
+            "status_code": status,
+            "outcome": body.get("status") or body.get("error"),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "mode": self.state.mode,
+        }
+        if isinstance(payload, dict):
+            for name in ("amount", "currency", "charge_id", "idempotency_key"):
+                if isinstance(payload.get(name), str):
+                    fields[name] = payload[name][:64]
+        if "id" in body:
+            fields[f"{kind}_id"] = body["id"]
+        level = logging.WARNING if status >= 400 else logging.INFO
+        log_event(f"gateway.{kind}", level=level, logger=logger, **fields)
 
     def _answer(self, status: int, body: dict[str, Any], trickle_seconds: float = 0.0) -> None:
         content = json.dumps(body).encode()

@@ -26,6 +26,7 @@ import orjson
 
 from payments.exceptions import GatewayRejected, GatewayUnavailable, OutcomeUnknown
 from payments.gateways import ChargeResult, RefundResult
+from retail.tracing import outgoing_call
 
 # The monotonic time by which the current gateway call must be over (None outside a call).
 _deadline: ContextVar[float | None] = ContextVar("retail_gateway_deadline", default=None)
@@ -157,6 +158,16 @@ class HttpGateway:
         return self._breaker.call(self._post, path, payload)
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST as a child span of the current request, carrying its trace and request IDs."""
+        with outgoing_call(f"POST {path}", {"http.request.method": "POST"}) as trace_headers:
+            headers = self._headers + [
+                (name.encode(), value.encode()) for name, value in trace_headers.items()
+            ]
+            return self._post_traced(path, payload, headers)
+
+    def _post_traced(
+        self, path: str, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]
+    ) -> dict[str, Any]:
         """POST once, or twice when the first attempt never reached the gateway."""
         content = orjson.dumps(payload)
         # Set once an attempt may have reached the gateway: a later failure is then no
@@ -168,7 +179,7 @@ class HttpGateway:
                 response = self._pool.request(
                     "POST",
                     self._base + path,
-                    headers=self._headers,
+                    headers=headers,
                     content=content,
                     extensions={"timeout": dict.fromkeys(_TIMEOUT_KINDS, self._timeout)},
                 )

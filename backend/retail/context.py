@@ -1,9 +1,11 @@
-"""The request-scoped context (request ID, trace ID) shared by middleware and logging."""
+"""The request-scoped context (request ID, trace and span IDs) shared by middleware and logging."""
 
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str | None] = ContextVar("retail_request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("retail_trace_id", default=None)
+# The span of the request being handled: the parent of its calls to other services.
+span_id_var: ContextVar[str | None] = ContextVar("retail_span_id", default=None)
 
 
 def get_request_id() -> str | None:
@@ -12,5 +14,5 @@ def get_request_id() -> str | None:
 
 
 def get_trace_id() -> str | None:
-    """Return the W3C trace ID of the request being handled, if the client sent one."""
+    """Return the W3C trace ID of the request being handled (the caller's, or a new one)."""
     return trace_id_var.get()

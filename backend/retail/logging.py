@@ -168,14 +168,16 @@ class JsonFormatter(OrjsonFormatter):
             log_data[key] = fields[key]
         return self.serialize_log_record(self.process_log_record(log_data))
 
-    @staticmethod
     def _fill(
-        log_data: dict[str, Any], created: float, level: str, name: str, message: Any
+        self, log_data: dict[str, Any], created: float, level: str, name: str, message: Any
     ) -> None:
         log_data["timestamp"] = datetime.fromtimestamp(created, tz=UTC)
         log_data["level"] = level
         log_data["logger"] = name
         log_data["message"] = message
+        # `service` (SPEC §3.5): which program wrote the line, set in LOGGING.
+        if self.static_fields:
+            log_data.update(self.static_fields)
 
     def _field_names(self, fields: dict[str, Any]) -> tuple[str, ...]:
         """Return the keys of `fields` that are log fields: not reserved, not `_private`."""

@@ -12,16 +12,13 @@ from django.conf import settings
 from django.core.signals import got_request_exception
 from django.utils.functional import SimpleLazyObject, empty
 
-from retail.context import request_id_var, trace_id_var
+from retail.context import request_id_var
 from retail.logging import log_fields
 from retail.metrics import AVG_RESPONSE_TIME, ERROR_RATE, record_metric
+from retail.tracing import request_trace, span_set_status_code
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# W3C Trace Context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.
-_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
-_ZERO_TRACE_ID = "0" * 32
-_ZERO_PARENT_ID = "0" * 16
 _EXC_INFO_ATTR = "retail_exc_info"
 _http_logger = logging.getLogger("retail.http")
 
@@ -56,17 +53,16 @@ def request_id_from(inbound: str | None) -> str:
     return _uuid4()
 
 
-def trace_id_from(traceparent: str | None) -> str | None:
-    """Return the trace ID of a valid W3C `traceparent` header, else None."""
-    if not traceparent:
-        return None
-    match = _TRACEPARENT.fullmatch(traceparent.strip())
-    if match is None:
-        return None
-    trace_id, parent_id = match.groups()
-    if trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_PARENT_ID:
-        return None
-    return trace_id
+def _span_finish(span: Any, request: Any, response: Any) -> None:
+    """Name an exported request span after its route, with its answer (OpenTelemetry on)."""
+    if span is None:
+        return
+    route = _route(request)
+    span.update_name(f"{request.method} /{route}" if route else request.method)
+    span.set_attribute("http.request.method", request.method)
+    if route:
+        span.set_attribute("http.route", f"/{route}")
+    span_set_status_code(span, response.status_code)
 
 
 def _user_id(request: Any) -> Any:
@@ -108,40 +104,40 @@ class ObservabilityMiddleware:
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)
-        request_id, tokens = self._bind(request)
+        meta = request.META
+        request_id = request_id_from(meta.get("HTTP_X_REQUEST_ID"))
+        token = request_id_var.set(request_id)
         try:
-            if self._observed(request):
-                started = self._start(request)
-                response = self.get_response(request)
-                self._finish(request, response, started)
-            else:
-                response = self.get_response(request)
+            with request_trace(meta.get("HTTP_TRACEPARENT"), name=request.method) as span:
+                if self._observed(request):
+                    started = self._start(request)
+                    response = self.get_response(request)
+                    self._finish(request, response, started)
+                else:
+                    response = self.get_response(request)
+                _span_finish(span, request, response)
         finally:
-            trace_id_var.reset(tokens[1])
-            request_id_var.reset(tokens[0])
+            request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
     async def __acall__(self, request):
-        request_id, tokens = self._bind(request)
-        try:
-            if self._observed(request):
-                started = self._start(request)
-                response = await self.get_response(request)
-                self._finish(request, response, started)
-            else:
-                response = await self.get_response(request)
-        finally:
-            trace_id_var.reset(tokens[1])
-            request_id_var.reset(tokens[0])
-        response[REQUEST_ID_HEADER] = request_id
-        return response
-
-    def _bind(self, request) -> tuple[str, tuple[Any, Any]]:
         meta = request.META
         request_id = request_id_from(meta.get("HTTP_X_REQUEST_ID"))
-        trace_id = trace_id_from(meta.get("HTTP_TRACEPARENT"))
-        return request_id, (request_id_var.set(request_id), trace_id_var.set(trace_id))
+        token = request_id_var.set(request_id)
+        try:
+            with request_trace(meta.get("HTTP_TRACEPARENT"), name=request.method) as span:
+                if self._observed(request):
+                    started = self._start(request)
+                    response = await self.get_response(request)
+                    self._finish(request, response, started)
+                else:
+                    response = await self.get_response(request)
+                _span_finish(span, request, response)
+        finally:
+            request_id_var.reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
 
     def _observed(self, request) -> bool:
         if not self.enabled:

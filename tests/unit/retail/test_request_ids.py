@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import threading
 import uuid
 
@@ -13,7 +14,8 @@ from rest_framework.response import Response
 
 from catalog.apis import ProductDetailApi
 from retail.context import get_request_id
-from retail.middleware import ObservabilityMiddleware, request_id_from, trace_id_from
+from retail.middleware import ObservabilityMiddleware, request_id_from
+from retail.tracing import traceparent_parse
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -78,13 +80,13 @@ def test_a_malformed_inbound_id_is_replaced_and_never_logged(client, inbound):
 
 
 def test_pure_functions_validate_ids_and_traceparents():
-    """request_id_from keeps valid IDs only; trace_id_from accepts only valid W3C headers."""
+    """request_id_from keeps valid IDs only; traceparent_parse accepts only valid W3C headers."""
     assert request_id_from("ok-1") == "ok-1"
     generated = [request_id_from(None) for _ in range(2000)]
     assert all(map(_is_uuid4, generated)) and len(set(generated)) == 2000
     assert _is_uuid4(request_id_from("ok\n"))  # `$` would let a trailing newline through
     valid = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-    assert trace_id_from(valid) == TRACE_ID
+    assert traceparent_parse(valid) == (TRACE_ID, "00f067aa0ba902b7")
     for invalid in (
         f"ff-{TRACE_ID}-00f067aa0ba902b7-01",  # version ff is forbidden
         f"00-{'0' * 32}-00f067aa0ba902b7-01",  # all-zero trace id
@@ -94,17 +96,24 @@ def test_pure_functions_validate_ids_and_traceparents():
         "garbage",
         "",
     ):
-        assert trace_id_from(invalid) is None, invalid
+        assert traceparent_parse(invalid) is None, invalid
 
 
-def test_a_valid_traceparent_is_logged_as_trace_id(client):
-    """A valid traceparent puts its trace id next to request_id on the request's records."""
+def test_a_valid_traceparent_is_continued_and_a_request_without_one_starts_a_trace(client):
+    """The caller's trace id is logged on the request's records; without one (or with an
+    invalid one) each request gets a fresh trace id of its own."""
     headers = {"X-Request-ID": "traced-1", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
     client.get("/api/products/999999/", headers=headers)
     records = _records("traced-1")
     assert records and all(record["trace_id"] == TRACE_ID for record in records)
     client.get("/api/products/999999/", headers={"X-Request-ID": "untraced-1"})
-    assert all("trace_id" not in record for record in _records("untraced-1"))
+    bad = {"X-Request-ID": "untraced-2", "traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-01"}
+    client.get("/api/products/999999/", headers=bad)
+    started = [{r["trace_id"] for r in _records(rid)} for rid in ("untraced-1", "untraced-2")]
+    assert all(len(ids) == 1 for ids in started)
+    fresh = [ids.pop() for ids in started]
+    assert fresh[0] != fresh[1] and TRACE_ID not in fresh
+    assert all(re.fullmatch("[0-9a-f]{32}", trace_id) for trace_id in fresh)
 
 
 def test_no_request_id_outside_a_request(client):

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from orders.reconciliation import order_release_stale
+from retail.tracing import job_trace
 
 
 class Command(BaseCommand):
@@ -21,7 +22,8 @@ class Command(BaseCommand):
         if older_than_minutes < 1:
             # A live checkout is pending for up to the gateway timeout: never race it.
             raise CommandError("--older-than-minutes must be >= 1")
-        released = order_release_stale(older_than=timedelta(minutes=older_than_minutes))
+        with job_trace("release-stale"):
+            released = order_release_stale(older_than=timedelta(minutes=older_than_minutes))
         self.stdout.write(f"Released {len(released)} stale order(s).")
         for order_id in released:
             self.stdout.write(f"  order #{order_id}")

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from orders.reconciliation import payments_reconcile
+from retail.tracing import job_trace
 
 
 class Command(BaseCommand):
@@ -26,7 +27,9 @@ class Command(BaseCommand):
     def handle(self, *args, older_than_seconds: int, **options):
         if older_than_seconds < 0:
             raise CommandError("--older-than-seconds must be >= 0")
-        report = payments_reconcile(older_than=timedelta(seconds=older_than_seconds))
+        with job_trace("reconcile") as request_id:
+            report = payments_reconcile(older_than=timedelta(seconds=older_than_seconds))
+        self.stdout.write(f"Run {request_id} (retailctl trace {request_id}).")
         charges = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.charges.items()))
         refunds = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.refunds.items()))
         self.stdout.write(f"Charges replayed: {charges or 'none'}.")
