@@ -380,4 +380,12 @@ def test_requests_log_through_the_fields_path_in_the_production_configuration(
         request, response_record = _records("fields-path-2")
         assert request["event"] == "http.request" and request["logger"] == "retail.http"
         assert response_record["event"] == "http.response" and response_record["status_code"] == 200
-        assert list(response_record)[:5] == ["timestamp", "level", "logger", "message", "event"]
+        assert list(response_record)[:6] == [
+            "timestamp",
+            "level",
+            "logger",
+            "message",
+            "service",
+            "event",
+        ]
+        assert response_record["service"] == "backend"
