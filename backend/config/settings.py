@@ -173,6 +173,9 @@ RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lowe
 # Paths the middleware neither logs nor measures (an entry ending in "/" is a prefix);
 # they still get an X-Request-ID.
 RETAIL_OBSERVABILITY_EXCLUDED_PATHS = ["/healthz", "/readyz", "/favicon.ico", f"/{STATIC_URL}"]
+# Path prefixes logged but not measured: scrapes, the schema and the staff pages are not
+# customers, so they stay out of the traffic KPIs and "Slowest routes" (SPEC §4).
+RETAIL_METRICS_UNCOUNTED_PATHS = ["/metrics/", "/api/schema/", "/healthz", "/readyz"]
 # The client address in http.request/http.response records (personal data in the EU).
 RETAIL_LOG_CLIENT_IP = _env_bool("RETAIL_LOG_CLIENT_IP", default=True)
 # JSON lines on stdout besides application.log; off for batch commands whose own output

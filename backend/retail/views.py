@@ -9,18 +9,14 @@ from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
-from retail import selectors
+from retail import prometheus, selectors
 from retail.apis import database_answers
 from retail.exceptions import json_error
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 3650
-# pybreaker's state names, as the breaker records them.
-BREAKER_STATES = ("closed", "open", "half-open")
 _CHART_WIDTH, _CHART_HEIGHT = 720, 160
 
 
@@ -164,84 +160,9 @@ def metrics_api(request):
     return JsonResponse(selectors.metrics_document(days=_days(request)))
 
 
-class _ReadModelCollector:
-    """Expose the read model's figures; every worker answers the same numbers."""
-
-    def __init__(self, totals, today):
-        self.totals = totals
-        self.today = today
-
-    def collect(self):
-        totals, kpis = self.totals, self.today.kpis
-        rows = totals.rows_by_type
-        yield CounterMetricFamily(
-            "retail_orders_paid", "Orders paid (status paid or refunded).", totals.orders_paid
-        )
-        yield CounterMetricFamily("retail_refunds", "Refunds made.", totals.refunds)
-        requests = CounterMetricFamily(
-            "retail_http_requests",
-            "HTTP requests recorded, by status class.",
-            labels=["status_class"],
-        )
-        for status_class, count in sorted(totals.requests_by_status_class.items()):
-            requests.add_metric([status_class or "unknown"], count)
-        yield requests
-        for name, kind, text in (
-            ("retail_http_errors", "error_rate", "HTTP 4xx/5xx answers recorded."),
-            ("retail_throttled_requests", "throttled_requests", "Requests throttled."),
-            (
-                "retail_stock_conflicts",
-                "stock_conflicts",
-                "Oversell attempts stopped by the guard.",
-            ),
-        ):
-            yield CounterMetricFamily(name, text, rows.get(kind, 0))
-        breaker = GaugeMetricFamily(
-            "retail_circuit_breaker_state",
-            "1 for the payment breaker's current state (latest recorded change).",
-            labels=["state"],
-        )
-        current = (kpis["circuit_breaker_state"] or "closed").lower()
-        for state in sorted(set(BREAKER_STATES) | {current}):
-            breaker.add_metric([state], 1.0 if state == current else 0.0)
-        yield breaker
-        latency = GaugeMetricFamily(
-            "retail_response_time_ms",
-            "Response time quantiles today (UTC), within 1% relative error.",
-            labels=["quantile"],
-        )
-        for quantile, value in (
-            ("0.5", self.today.p50_response_time_ms),
-            ("0.95", kpis["p95_response_time_ms"]),
-            ("0.99", kpis["p99_response_time_ms"]),
-        ):
-            if value is not None:
-                latency.add_metric([quantile], value)
-        yield latency
-        if kpis["avg_response_time_ms"] is not None:
-            yield GaugeMetricFamily(
-                "retail_response_time_avg_ms",
-                "Mean response time today.",
-                kpis["avg_response_time_ms"],
-            )
-        yield GaugeMetricFamily(
-            "retail_error_rate_percent", "Errors / requests today, in percent.", kpis["error_rate"]
-        )
-        if kpis["payment_success_rate"] is not None:
-            yield GaugeMetricFamily(
-                "retail_payment_success_rate_percent",
-                "Succeeded / attempted payments today, in percent.",
-                kpis["payment_success_rate"],
-            )
-
-
 @require_GET
 @_machine_view
 @_read_model_view
 def metrics_prometheus(request):
     """Answer the Prometheus text exposition format, generated from the read model."""
-    totals = selectors.metrics_lifetime()
-    today = selectors.metrics_report(days=1)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ReadModelCollector(totals, today))
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(prometheus.prometheus_exposition(), content_type=prometheus.CONTENT_TYPE)

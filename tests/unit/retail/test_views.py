@@ -96,11 +96,10 @@ def test_every_page_answers_503_json_when_the_read_model_fails(staff_client, mon
     """A read model that does not answer gives a JSON 503 on every page, never a traceback."""
     from sqlalchemy.exc import OperationalError
 
-    def refuse(**kwargs):
+    def refuse():
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
-    for name in ("metrics_report", "metrics_document", "metrics_lifetime", "scenarios_document"):
-        monkeypatch.setattr(selectors, name, refuse)
+    monkeypatch.setattr(selectors, "_engine", refuse)
     response = staff_client.get(url)
     assert response.status_code == 503
     assert response.json()["error"] == "database_unavailable"
