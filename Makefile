@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## Create .venv and install the project with its test tools
 
-migrate: setup ## Create or upgrade the database schema
+migrate: setup ## Create or upgrade the database schema; collect static files for the admin
 	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput -v0
 
 demo: migrate ## Seed the shop, drive simulated traffic through the real stack, show the CLI
 	$(MANAGE) seed_demo
@@ -31,8 +32,8 @@ test: setup ## Run every test tier (PostgreSQL and Redis ones when their variabl
 	$(PY) -m pytest
 	@$(MAKE) --no-print-directory postgres-tier
 
-unit: setup ## Run the in-process tests only (no server processes)
-	$(PY) -m pytest -m "not load"
+unit: setup ## Run the in-process tests only (no server processes, no browser)
+	$(PY) -m pytest -m "not load and not browser"
 
 postgres-tier: setup ## Run the database tests again on $$RETAIL_TEST_POSTGRES_URL
 	@if [ -n "$$RETAIL_TEST_POSTGRES_URL" ]; then \

@@ -7,11 +7,13 @@ management commands, cron and the test suite configure the same process the same
 import ipaddress
 import os
 import re
+import warnings
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.secret_key import secret_key_load_or_create
 from retailctl.core.paths import DEFAULT_LOG_DIR, DEFAULT_SQLITE_PATH
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
@@ -46,9 +48,15 @@ def _env_float(name: str, default: float) -> float:
 
 
 DEBUG = _env_bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = os.environ.get(
-    "DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"
-)
+# The production profile: behind a TLS-terminating proxy (README "Configuration").
+SECURE = _env_bool("DJANGO_SECURE", default=False)
+SECRET_KEY_FILE = DEFAULT_SQLITE_PATH.parent / "secret_key"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip()
+if not SECRET_KEY:
+    if SECURE:
+        # Hosts of one deployment must share the key; a per-host file would not be shared.
+        raise ImproperlyConfigured("DJANGO_SECURE=on needs DJANGO_SECRET_KEY")
+    SECRET_KEY = secret_key_load_or_create(SECRET_KEY_FILE)
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get(
@@ -76,6 +84,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "retail.middleware.ObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "retail.security.ContentSecurityPolicyMiddleware",
+    "retail.security.RequestBodyGuardMiddleware",
+    # Static files before sessions and auth: a stylesheet needs neither.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -137,8 +149,33 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# WhiteNoise serves static files from the app itself, under gunicorn too (SPEC §3.8).
+# `collectstatic` (run by `make migrate`) gathers them, with gzip copies, into STATIC_ROOT;
+# a process started where it never ran serves the apps' own files instead of an
+# unstyled admin.
 STATIC_URL = "static/"
 STATIC_ROOT = PROJECT_ROOT / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
+# Files browsers ask for at the site's root (/favicon.ico).
+WHITENOISE_ROOT = BACKEND_DIR / "retail" / "public"
+# Its "No directory at STATIC_ROOT" warning is that very case, handled just above.
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
+
+if SECURE:
+    # TLS ends at the proxy, which must set X-Forwarded-Proto (and strip a client's own).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Probes and load balancers call the workers over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
 
 LOGIN_URL = "/admin/login/"
 
@@ -185,6 +222,9 @@ RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lowe
 # Paths the middleware neither logs nor measures (an entry ending in "/" is a prefix);
 # they still get an X-Request-ID.
 RETAIL_OBSERVABILITY_EXCLUDED_PATHS = ["/healthz", "/readyz", "/favicon.ico", f"/{STATIC_URL}"]
+# Path prefixes logged but not measured: scrapes, the schema and the staff pages are not
+# customers, so they stay out of the traffic KPIs and "Slowest routes" (SPEC §4).
+RETAIL_METRICS_UNCOUNTED_PATHS = ["/metrics/", "/api/schema/", "/healthz", "/readyz"]
 # The client address in http.request/http.response records (personal data in the EU).
 RETAIL_LOG_CLIENT_IP = _env_bool("RETAIL_LOG_CLIENT_IP", default=True)
 # JSON lines on stdout besides application.log; off for batch commands whose own output

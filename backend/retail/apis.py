@@ -3,21 +3,15 @@
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 
-from retail.exceptions import json_error
+from retail.exceptions import json_error, method_not_allowed
 
 _PROBE_METHODS = ("GET", "HEAD")
-
-
-def _method_not_allowed() -> JsonResponse:
-    response = json_error(405, "method_not_allowed", "Use GET.")
-    response["Allow"] = ", ".join(_PROBE_METHODS)
-    return response
 
 
 def healthz(request) -> JsonResponse:
     """Answer 200 while the process is alive; touches no database."""
     if request.method not in _PROBE_METHODS:
-        return _method_not_allowed()
+        return method_not_allowed(_PROBE_METHODS)
     return JsonResponse({"status": "ok"})
 
 
@@ -35,7 +29,7 @@ def database_answers() -> bool:
 def readyz(request) -> JsonResponse:
     """Answer 200 when the database answers, 503 otherwise."""
     if request.method not in _PROBE_METHODS:
-        return _method_not_allowed()
+        return method_not_allowed(_PROBE_METHODS)
     if not database_answers():
         return json_error(503, "database_unavailable", "The database does not answer.")
     return JsonResponse({"status": "ok"})

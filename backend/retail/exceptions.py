@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -68,8 +69,22 @@ def json_error(status: int, code: str, detail: Any) -> JsonResponse:
     return JsonResponse(error_body(code, detail), status=status)
 
 
+def method_not_allowed(allowed: tuple[str, ...]) -> JsonResponse:
+    """Answer a method the view does not take with a JSON 405 naming the ones it does."""
+    response = json_error(405, "method_not_allowed", f"Use {' or '.join(allowed)}.")
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
+def payload_too_large(max_bytes: int) -> JsonResponse:
+    """Answer a body over the upload limit with a JSON 413."""
+    return json_error(413, "payload_too_large", f"The body is over {max_bytes} bytes.")
+
+
 def bad_request(request, exception=None) -> JsonResponse:
-    """Answer Django's 400 (e.g. a disallowed Host) as JSON."""
+    """Answer Django's 400 (e.g. a disallowed Host) as JSON; a body over the limit is a 413."""
+    if isinstance(exception, RequestDataTooBig):
+        return payload_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     return json_error(400, "bad_request", "The request is malformed.")
 
 

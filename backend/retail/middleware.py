@@ -97,6 +97,7 @@ class ObservabilityMiddleware:
         excluded = settings.RETAIL_OBSERVABILITY_EXCLUDED_PATHS
         self.excluded_prefixes = tuple(path for path in excluded if path.endswith("/"))
         self.excluded_paths = frozenset(path for path in excluded if not path.endswith("/"))
+        self.uncounted_prefixes = tuple(settings.RETAIL_METRICS_UNCOUNTED_PATHS)
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
@@ -181,6 +182,8 @@ class ObservabilityMiddleware:
         elif status >= 400:
             level = logging.WARNING
         log_fields(_http_logger, level, fields, exc_info)
+        if request.path_info.startswith(self.uncounted_prefixes):
+            return
         record_metric(
             AVG_RESPONSE_TIME,
             duration_ms,

@@ -23,4 +23,4 @@ class Metric(models.Model):
         return f"{self.metric_type}={self.value} @ {self.recorded_at:%Y-%m-%d %H:%M:%S}"
 
 
-from retail.rollups import MetricRollup  # noqa: E402,F401  (registers the read-model table)
+from retail.rollups import MetricPruned, MetricRollup  # noqa: E402,F401  (read-model tables)

@@ -6,21 +6,16 @@ The engine is built from Django's DATABASES setting, so the dashboard, /metrics/
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from retailctl.core.metrics import (
-    LifetimeTotals,
-    MetricsReport,
-    RecentError,
-    lifetime_totals,
-    metrics_summary,
-    recent_errors,
-)
+from retailctl.core.metrics import MetricsReport, RecentError, metrics_summary, recent_errors
 from retailctl.core.scenarios import scenarios_verify
 
 _engines: dict[tuple, Engine] = {}
@@ -78,10 +73,11 @@ def metrics_recent_errors(*, limit: int = 10) -> list[RecentError]:
         return recent_errors(conn, limit=limit)
 
 
-def metrics_lifetime() -> LifetimeTotals:
-    """Return all-time totals for the Prometheus counters."""
+@contextmanager
+def read_model() -> Iterator[Connection]:
+    """Open one read-model connection, for a page that calls several core functions."""
     with _engine().connect() as conn:
-        return lifetime_totals(conn)
+        yield conn
 
 
 def scenarios_document(*, days: int) -> dict[str, dict[str, Any]]:

@@ -2,26 +2,31 @@
 
 import functools
 import hmac
+import math
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from django.views.decorators.cache import never_cache
 from sqlalchemy.exc import SQLAlchemyError
 
-from retail import selectors
+from retail import prometheus, selectors
 from retail.apis import database_answers
-from retail.exceptions import json_error
+from retail.exceptions import json_error, method_not_allowed
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 3650
-# pybreaker's state names, as the breaker records them.
-BREAKER_STATES = ("closed", "open", "half-open")
-_CHART_WIDTH, _CHART_HEIGHT = 720, 160
+_CHART_WIDTH, _CHART_HEIGHT = 720, 170
+# Room under the bars for the dates, and above and below them for text of 20 units.
+_CHART_BASELINE, _CHART_MARGINS = 28, 52
+# Widths in SVG units of a date label ("MM-DD" and a gap) and of one digit, at the
+# largest font staff.css draws chart text with (20 units, on narrow screens).
+_DATE_LABEL_UNITS, _DIGIT_UNITS = 72, 12
+_READ_METHODS = ("GET", "HEAD")
+# Colour of the breaker card; no recorded state is unknown, never healthy.
+_BREAKER_CLASSES = {"closed": "ok", "half-open": "warn", "open": "bad"}
 
 
 class _BadDays(ValueError):
@@ -57,6 +62,18 @@ def _machine_auth_error(request) -> JsonResponse | None:
     return response
 
 
+def _staff_data(view):
+    """Answer GET and HEAD (anything else: JSON 405), never from a cache: staff data only."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method not in _READ_METHODS:
+            return method_not_allowed(_READ_METHODS)
+        return view(request, *args, **kwargs)
+
+    return never_cache(wrapper)
+
+
 def _read_model_view(view):
     """Answer a bad `days` with 400 and a read model that does not answer with 503."""
 
@@ -83,24 +100,40 @@ def _machine_view(view):
 
 
 def _chart(daily: list[dict]) -> dict:
-    """Lay out the daily orders as SVG bars."""
+    """Lay out the daily orders as SVG bars, labelling only as many as fit.
+
+    The SVG scales to the page width and staff.css draws its text larger on a phone, so
+    labels are spaced for that size: dates every `step` bars (today always), counts
+    where the bar is wide enough for the digits.
+    """
     peak = max((day["orders"] for day in daily), default=0) or 1
     slot = _CHART_WIDTH / max(len(daily), 1)
+    step = math.ceil(_DATE_LABEL_UNITS / slot)
     bars = []
     for index, day in enumerate(daily):
-        height = round((_CHART_HEIGHT - 30) * day["orders"] / peak, 1)
+        height = round((_CHART_HEIGHT - _CHART_MARGINS) * day["orders"] / peak, 1)
         bars.append(
             {
                 "x": round(index * slot + slot * 0.15, 1),
-                "y": round(_CHART_HEIGHT - 20 - height, 1),
+                "y": round(_CHART_HEIGHT - _CHART_BASELINE - height, 1),
                 "width": round(slot * 0.7, 1),
                 "height": height,
                 "label_x": round(index * slot + slot / 2, 1),
                 "date": day["date"][5:],
                 "orders": day["orders"],
+                "show_date": (len(daily) - 1 - index) % step == 0,
+                "show_count": len(str(day["orders"])) * _DIGIT_UNITS + 4 <= slot,
             }
         )
-    return {"width": _CHART_WIDTH, "height": _CHART_HEIGHT, "bars": bars, "peak": peak}
+    # Room left and right for the labels of the first and last bars.
+    pad = _DATE_LABEL_UNITS // 2
+    return {
+        "width": _CHART_WIDTH + 2 * pad,
+        "height": _CHART_HEIGHT,
+        "view_box": f"{-pad} 0 {_CHART_WIDTH + 2 * pad} {_CHART_HEIGHT}",
+        "bars": bars,
+        "peak": peak,
+    }
 
 
 def _payment_rows(by_status: dict[str, int]) -> list[dict]:
@@ -111,7 +144,7 @@ def _payment_rows(by_status: dict[str, int]) -> list[dict]:
     ]
 
 
-@require_GET
+@_staff_data
 @staff_member_required
 @_read_model_view
 def metrics_dashboard(request):
@@ -126,7 +159,9 @@ def metrics_dashboard(request):
         "days": days,
         "ready": database_answers(),
         "breaker_state": kpis["circuit_breaker_state"] or "unknown",
-        "breaker_ok": (kpis["circuit_breaker_state"] or "closed").lower() == "closed",
+        "breaker_class": _BREAKER_CLASSES.get(
+            (kpis["circuit_breaker_state"] or "").lower(), "unknown"
+        ),
         "error_rate_ok": kpis["error_rate"] < 5,
         "chart": _chart(report.daily),
         "payments": _payment_rows(report.payments_by_status),
@@ -135,7 +170,7 @@ def metrics_dashboard(request):
     return render(request, "retail/metrics_dashboard.html", context)
 
 
-@require_GET
+@_staff_data
 @staff_member_required
 @_read_model_view
 def quality_scenarios(request):
@@ -156,7 +191,7 @@ def quality_scenarios(request):
     return render(request, "retail/quality_scenarios.html", {"scenarios": scenarios, "days": days})
 
 
-@require_GET
+@_staff_data
 @_machine_view
 @_read_model_view
 def metrics_api(request):
@@ -164,84 +199,9 @@ def metrics_api(request):
     return JsonResponse(selectors.metrics_document(days=_days(request)))
 
 
-class _ReadModelCollector:
-    """Expose the read model's figures; every worker answers the same numbers."""
-
-    def __init__(self, totals, today):
-        self.totals = totals
-        self.today = today
-
-    def collect(self):
-        totals, kpis = self.totals, self.today.kpis
-        rows = totals.rows_by_type
-        yield CounterMetricFamily(
-            "retail_orders_paid", "Orders paid (status paid or refunded).", totals.orders_paid
-        )
-        yield CounterMetricFamily("retail_refunds", "Refunds made.", totals.refunds)
-        requests = CounterMetricFamily(
-            "retail_http_requests",
-            "HTTP requests recorded, by status class.",
-            labels=["status_class"],
-        )
-        for status_class, count in sorted(totals.requests_by_status_class.items()):
-            requests.add_metric([status_class or "unknown"], count)
-        yield requests
-        for name, kind, text in (
-            ("retail_http_errors", "error_rate", "HTTP 4xx/5xx answers recorded."),
-            ("retail_throttled_requests", "throttled_requests", "Requests throttled."),
-            (
-                "retail_stock_conflicts",
-                "stock_conflicts",
-                "Oversell attempts stopped by the guard.",
-            ),
-        ):
-            yield CounterMetricFamily(name, text, rows.get(kind, 0))
-        breaker = GaugeMetricFamily(
-            "retail_circuit_breaker_state",
-            "1 for the payment breaker's current state (latest recorded change).",
-            labels=["state"],
-        )
-        current = (kpis["circuit_breaker_state"] or "closed").lower()
-        for state in sorted(set(BREAKER_STATES) | {current}):
-            breaker.add_metric([state], 1.0 if state == current else 0.0)
-        yield breaker
-        latency = GaugeMetricFamily(
-            "retail_response_time_ms",
-            "Response time quantiles today (UTC), within 1% relative error.",
-            labels=["quantile"],
-        )
-        for quantile, value in (
-            ("0.5", self.today.p50_response_time_ms),
-            ("0.95", kpis["p95_response_time_ms"]),
-            ("0.99", kpis["p99_response_time_ms"]),
-        ):
-            if value is not None:
-                latency.add_metric([quantile], value)
-        yield latency
-        if kpis["avg_response_time_ms"] is not None:
-            yield GaugeMetricFamily(
-                "retail_response_time_avg_ms",
-                "Mean response time today.",
-                kpis["avg_response_time_ms"],
-            )
-        yield GaugeMetricFamily(
-            "retail_error_rate_percent", "Errors / requests today, in percent.", kpis["error_rate"]
-        )
-        if kpis["payment_success_rate"] is not None:
-            yield GaugeMetricFamily(
-                "retail_payment_success_rate_percent",
-                "Succeeded / attempted payments today, in percent.",
-                kpis["payment_success_rate"],
-            )
-
-
-@require_GET
+@_staff_data
 @_machine_view
 @_read_model_view
 def metrics_prometheus(request):
     """Answer the Prometheus text exposition format, generated from the read model."""
-    totals = selectors.metrics_lifetime()
-    today = selectors.metrics_report(days=1)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ReadModelCollector(totals, today))
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(prometheus.prometheus_exposition(), content_type=prometheus.CONTENT_TYPE)

@@ -1,15 +1,37 @@
-"""Delete old metric rows in small batches, each its own short transaction."""
+"""Delete old metric rows in small batches, each its own short transaction.
 
-from collections.abc import Callable
+Each batch also adds what it deleted to `retail_metric_pruned` (keyed by metric type,
+status class and value bucket), in the same transaction: the rollup forgets pruned rows,
+the lifetime totals behind the Prometheus counters do not.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from retailctl.core import tables as t
 from retailctl.core.errors import UsageError
+from retailctl.core.sketch import HUGE_BUCKET, LN_GAMMA, ZERO_BUCKET
 
 DEFAULT_BATCH_SIZE = 5000
+# Keys per upsert statement: well under SQLite's 32766 bound parameters.
+_UPSERT_CHUNK = 1000
+
+# The rollup trigger's status class and bucket (retail migration 0002), so a row leaves the
+# rollup and enters the pruned totals under the same key whatever its metadata holds.
+_BUCKET_SQL = (
+    f"CASE WHEN value > 1e-6 AND value < 1e15 THEN CAST(ceil(ln(value) / {LN_GAMMA!r}) AS INTEGER)"
+    f" WHEN value >= 1e15 THEN {HUGE_BUCKET} ELSE {ZERO_BUCKET} END"
+)
+_STATUS_CLASS_SQL = {
+    "postgresql": "coalesce(left(metadata ->> 'status_code', 1) || 'xx', '')",
+    "sqlite": "coalesce(CASE WHEN json_valid(metadata) THEN substr(CAST("
+    "json_extract(metadata, '$.status_code') AS TEXT), 1, 1) || 'xx' END, '')",
+}
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @dataclass(frozen=True)
@@ -64,8 +86,7 @@ def metrics_prune(
         while True:
             # One short transaction per batch: a running backend waits at most one batch.
             with engine.begin() as conn:
-                batch = select(m.c.id).where(old).limit(batch_size).scalar_subquery()
-                count = conn.execute(delete(m).where(m.c.id.in_(batch))).rowcount
+                count = _batch_delete(conn, select(m.c.id).where(old).limit(batch_size))
             if count <= 0:
                 break
             deleted += count
@@ -83,3 +104,60 @@ def metrics_prune(
         deleted=deleted,
         batches=batches,
     )
+
+
+def _batch_delete(conn: Connection, ids) -> int:
+    """Delete the rows `ids` selects and add them to the pruned totals; return how many went.
+
+    DELETE … RETURNING reports exactly the rows this transaction removed: a concurrent
+    prune that picked the same rows waits for the lock, then finds them gone, so no row
+    is counted twice.
+    """
+    m = t.metric
+    dialect = conn.dialect.name
+    status_class = literal_column(_STATUS_CLASS_SQL[dialect])
+    bucket = literal_column(_BUCKET_SQL)
+    statement = (
+        delete(m)
+        .where(m.c.id.in_(ids.scalar_subquery()))
+        .returning(m.c.metric_type, status_class, bucket, m.c.value)
+    )
+    gone = conn.execute(statement).all()
+    _pruned_add(conn, _fold(gone))
+    return len(gone)
+
+
+def _fold(rows: Iterable[Sequence]) -> dict[tuple[str, str, int], tuple[int, float]]:
+    totals: dict[tuple[str, str, int], tuple[int, float]] = {}
+    for metric_type, status_class, bucket, value in rows:
+        key = (metric_type, status_class, int(bucket))
+        samples, value_sum = totals.get(key, (0, 0.0))
+        totals[key] = (samples + 1, value_sum + value)
+    return totals
+
+
+def _pruned_add(conn: Connection, totals: dict[tuple[str, str, int], tuple[int, float]]) -> None:
+    p = t.metric_pruned
+    # Sorted keys: concurrent prunes on PostgreSQL take the row locks in one order.
+    values = [
+        {
+            "metric_type": metric_type,
+            "status_class": status_class,
+            "bucket": bucket,
+            "samples": samples,
+            "value_sum": value_sum,
+        }
+        for (metric_type, status_class, bucket), (samples, value_sum) in sorted(totals.items())
+    ]
+    insert = _INSERT[conn.dialect.name]
+    for start in range(0, len(values), _UPSERT_CHUNK):
+        statement = insert(p).values(values[start : start + _UPSERT_CHUNK])
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[p.c.metric_type, p.c.status_class, p.c.bucket],
+                set_={
+                    "samples": p.c.samples + statement.excluded.samples,
+                    "value_sum": p.c.value_sum + statement.excluded.value_sum,
+                },
+            )
+        )

@@ -76,3 +76,21 @@ def status_class_of(metadata: Any) -> str:
     if not isinstance(metadata, dict) or metadata.get("status_code") is None:
         return ""
     return str(metadata["status_code"])[:1] + "xx"
+
+
+def count_at_most(histogram: Mapping[int, int], limit: float) -> int:
+    """Return how many values of a bucket histogram are certainly <= `limit`.
+
+    Bucket i holds values in (gamma^(i-1), gamma^i]: it counts when its upper edge is
+    within the limit, so a value is never counted under a limit it exceeds (a value up to
+    2% below the limit may count only under the next one).
+    """
+    if limit < _MIN_POSITIVE:
+        return 0  # the zero bucket holds values up to 1e-6: none is certainly below
+    if limit == math.inf:
+        top = HUGE_BUCKET
+    elif limit >= _MAX_FINITE:
+        top = HUGE_BUCKET - 1  # the top bucket has no upper edge
+    else:
+        top = math.floor(math.log(limit) / LN_GAMMA)
+    return sum(count for bucket, count in histogram.items() if bucket <= top and count > 0)

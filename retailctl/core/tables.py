@@ -146,6 +146,18 @@ metric_rollup = Table(
     Column("value_sum", Float, nullable=False),
 )
 
+# What `retailctl prune` deleted (retail migration 0004): lifetime totals = rollup + this.
+metric_pruned = Table(
+    "retail_metric_pruned",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("metric_type", String(64), nullable=False),
+    Column("status_class", String(3), nullable=False),
+    Column("bucket", Integer, nullable=False),
+    Column("samples", BigInteger, nullable=False),
+    Column("value_sum", Float, nullable=False),
+)
+
 
 # The stock ledger (catalog migration 0002): A1 checks stock == sum(delta) when it exists.
 stock_movement = Table(

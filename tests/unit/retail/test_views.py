@@ -96,11 +96,41 @@ def test_every_page_answers_503_json_when_the_read_model_fails(staff_client, mon
     """A read model that does not answer gives a JSON 503 on every page, never a traceback."""
     from sqlalchemy.exc import OperationalError
 
-    def refuse(**kwargs):
+    def refuse():
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
-    for name in ("metrics_report", "metrics_document", "metrics_lifetime", "scenarios_document"):
-        monkeypatch.setattr(selectors, name, refuse)
+    monkeypatch.setattr(selectors, "_engine", refuse)
     response = staff_client.get(url)
     assert response.status_code == 503
     assert response.json()["error"] == "database_unavailable"
+
+
+def test_an_unknown_breaker_state_is_not_shown_as_healthy(staff_client):
+    """No recorded breaker change: the card says unknown, in no healthy colour."""
+    page = staff_client.get("/metrics/dashboard/").content.decode()
+    assert '<div class="value unknown">unknown</div>' in page
+    Metric.objects.create(
+        metric_type="circuit_breaker_state", value=0, metadata={"from": "open", "to": "closed"}
+    )
+    page = staff_client.get("/metrics/dashboard/").content.decode()
+    assert '<div class="value ok">closed</div>' in page
+
+
+@pytest.mark.parametrize("days", [1, 7, 30, 90])
+def test_chart_labels_never_overlap(staff_client, days):
+    """Date labels stay a label's width apart at any range, today's always shown."""
+    import re
+
+    page = staff_client.get(f"/metrics/dashboard/?days={days}").content.decode()
+    chart = page[page.index('<svg class="chart"') : page.index("</svg>")]
+    dates = [
+        (float(x), text)
+        for x, text in re.findall(
+            r'<text x="([\d.]+)" y="\d+" text-anchor="middle">(\d\d-\d\d)<', chart
+        )
+    ]
+    assert dates, chart
+    gaps = [b[0] - a[0] for a, b in zip(dates, dates[1:], strict=False)]
+    assert all(gap >= 72 for gap in gaps), gaps
+    assert len(re.findall(r"<rect ", chart)) == days
+    assert dates[-1][1] == page.split("→ ")[1][5:10]
