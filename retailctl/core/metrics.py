@@ -165,7 +165,7 @@ def _breaker_state(conn: Connection, window: Window) -> str | None:
     latest = (
         select(m.c.metadata, m.c.value)
         .where(m.c.metric_type == CIRCUIT_BREAKER_STATE, m.c.recorded_at < window.end)
-        .order_by(m.c.recorded_at.desc(), m.c.id.desc())
+        .order_by(t.time_order(m.c.recorded_at).desc(), m.c.id.desc())
         .limit(1)
     )
     row = conn.execute(latest).first()
