@@ -1,5 +1,6 @@
 """One error family and one renderer for SPEC's `{"error", "detail"}` bodies."""
 
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -58,7 +59,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+        # The seconds the body states: DRF's Throttled rounds the wait up into its detail.
+        headers["Retry-After"] = str(math.ceil(exc.wait))
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     return Response(error_body(code, exc.detail), status=exc.status_code, headers=headers)
 
