@@ -148,14 +148,20 @@ def record_summary(data: dict[str, Any]) -> str:
 
 def record_line(data: dict[str, Any]) -> str:
     """Return one record as one plain line: time level logger request event details."""
-    from retailctl.core.logs import clean_text
-
     fields = [
-        clean_text(data.get("timestamp", "-")),
-        clean_text(data.get("level", "-")).upper(),
-        clean_text(data.get("logger", "-")),
-        clean_text(data.get("request_id") or "-"),
+        _shown(data, "timestamp"),
+        _shown(data, "level").upper(),
+        _shown(data, "logger"),
+        _shown(data, "request_id"),
         record_summary(data),
         record_details(data),
     ]
     return " ".join(part for part in fields if part)
+
+
+def _shown(data: dict[str, Any], key: str) -> str:
+    """Return a field as clean text, '-' when it is absent, null or empty."""
+    from retailctl.core.logs import clean_text
+
+    value = data.get(key)
+    return "-" if value is None else clean_text(value) or "-"

@@ -39,8 +39,9 @@ def tail(
     if not follow:
         return
     try:
-        for record in follow_log(directory, level=level, request_id=request_id):
-            _emit(record, json)
+        with handled_errors():
+            for record in follow_log(directory, level=level, request_id=request_id):
+                _emit(record, json)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 

@@ -22,6 +22,7 @@ def trace(
     with handled_errors():
         from retailctl.cli.render import progress_bar
         from retailctl.core.logs import (
+            file_size,
             log_dir_resolve,
             log_files,
             request_id_validate,
@@ -31,7 +32,7 @@ def trace(
         request_id_validate(request_id)
         directory = log_dir_resolve(log_dir)
         files = log_files(directory)
-        size = sum(path.stat().st_size for path in files)
+        size = sum(map(file_size, files))
         many = size > _PROGRESS_BYTES or len(files) > _PROGRESS_FILES
         with progress_bar("searching logs", enabled=many) as update:
             result = trace_require(directory, request_id, progress=update)

@@ -1,6 +1,7 @@
 """The database engine from DATABASE_URL / --database-url (SPEC §2)."""
 
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -20,7 +21,12 @@ def database_url_resolve(url: str | None = None) -> str:
     if not sep:
         raise UsageError(f"not a database URL: {_redact(raw)}")
     if scheme in {"postgres", "postgresql", "postgresql+psycopg", "pgsql"}:
-        return f"postgresql+psycopg://{rest}"
+        resolved = f"postgresql+psycopg://{rest}"
+        try:
+            make_url(resolved).port  # noqa: B018  (parses host and port, or raises)
+        except (ArgumentError, ValueError):
+            raise UsageError(f"malformed database URL: {_redact(raw)}") from None
+        return resolved
     if scheme == "sqlite":
         path = rest[1:] if rest.startswith("/") else rest
         if not path or path == ":memory:":
@@ -29,11 +35,16 @@ def database_url_resolve(url: str | None = None) -> str:
     raise UsageError(f"unsupported database scheme {scheme!r}: use sqlite:// or postgresql://")
 
 
+# The password of `scheme://user:password@…`, found without parsing the rest.
+_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/]*@")
+
+
 def _redact(url: str) -> str:
+    """Return the URL with its password masked, even when the URL does not parse."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1:***@", url)
 
 
 def engine_create(url: str | None = None, *, must_exist: bool = True) -> Engine:

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retailctl.cli import app
+from tests.support.unprivileged import unprivileged
 
 runner = CliRunner()
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -157,6 +158,84 @@ def test_usage_errors_exit_2():
     assert invoke("metrics", "--days", "0").exit_code == 2
     assert invoke("prune", "--older-than-days", "-1").exit_code == 2
     assert invoke("metrics", "--nope").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:s3cret@[::1:5432/db", "postgres://u:s3cret@host:port/db"]
+)
+@pytest.mark.parametrize("command", ["metrics", "scenarios", "prune"])
+def test_a_malformed_database_url_is_a_usage_error_that_hides_the_password(command, url):
+    """exit 2, one line on stderr naming the URL with its password masked."""
+    result = invoke(command, "--database-url", url)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"retailctl: error: malformed database URL: {url.replace('s3cret', '***')}"
+    ]
+    assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def test_tail_and_trace_show_a_null_level_and_a_huge_timestamp_plainly(tmp_path):
+    """A null level prints '-' (not NONE); a timestamp past year 9999 in UTC does not crash."""
+    _log(
+        tmp_path / "application.log",
+        _record(1, "no level", level=None),
+        {**_record(2, "far future"), "timestamp": "9999-12-31T23:59:59-05:00"},
+    )
+    tail = invoke("tail", "--log-dir", str(tmp_path))
+    assert tail.exit_code == 0, tail.output
+    assert tail.stdout.splitlines() == [
+        "9999-12-31T23:59:59-05:00 INFO retail.request rid-1 far future",
+        "2026-11-28T10:00:01.000+00:00 - retail.request rid-1 no level",
+    ]
+    trace = invoke("trace", "rid-1", "--log-dir", str(tmp_path))
+    assert trace.exit_code == 0, trace.output
+    assert "far future" in trace.stdout and "NONE" not in trace.stdout
+
+
+def test_tail_skips_an_unreadable_file_with_one_warning(tmp_path):
+    """A rotated file the user may not read: one stderr line, the rest printed, exit 0."""
+    _log(tmp_path / "application.log.1", _record(1, "unreadable"))
+    _log(tmp_path / "application.log", _record(2, "readable"))
+    (tmp_path / "application.log.1").chmod(0o000)
+    command = [sys.executable, "-m", "retailctl", "tail", "--log-dir", str(tmp_path)]
+    result = subprocess.run(
+        unprivileged(command), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "retailctl: warning: application.log.1 could not be read (Permission denied); skipped"
+    ]
+    assert "readable" in result.stdout and "unreadable" not in result.stdout
+
+
+def test_an_unreadable_log_directory_exits_3(tmp_path):
+    """tail and trace on a directory the user may not list: exit 3, one line, no traceback."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _log(logs / "application.log", _record(1, "hidden"))
+    logs.chmod(0o000)
+    try:
+        for args in (["tail"], ["trace", "rid-1"]):
+            command = [sys.executable, "-m", "retailctl", *args, "--log-dir", str(logs)]
+            result = subprocess.run(
+                unprivileged(command), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+            )
+            assert result.returncode == 3, result.stderr
+            assert result.stderr.splitlines() == [
+                f"retailctl: error: log directory not readable: {logs} (Permission denied)"
+            ]
+    finally:
+        logs.chmod(0o700)
+
+
+def test_tail_follow_on_a_directory_named_application_log_exits_3(tmp_path):
+    """tail -f when application.log is a directory: exit 3 with one line, no traceback."""
+    (tmp_path / "application.log").mkdir()
+    result = invoke("tail", "-f", "--log-dir", str(tmp_path))
+    assert result.exit_code == 3, result.output
+    assert result.stderr.splitlines() == [
+        f"retailctl: error: cannot follow {tmp_path / 'application.log'}: Is a directory"
+    ]
 
 
 def test_help_starts_fast():
