@@ -24,6 +24,10 @@ class ApplicationError(Exception):
         super().__init__(self.detail)
 
 
+# DRF's own 404 detail: an unknown URL and an unknown object answer alike.
+NOT_FOUND_DETAIL = "Not found."
+
+
 def error_body(code: str, detail: Any) -> dict[str, Any]:
     """Build the JSON body of every error answer."""
     return {"error": code, "detail": detail, "request_id": get_request_id()}
@@ -50,7 +54,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             error_body(exc.code, exc.detail), status=exc.status_code, headers=exc.headers
         )
     if isinstance(exc, Http404):
-        exc = drf_exceptions.NotFound()
+        exc = drf_exceptions.NotFound(NOT_FOUND_DETAIL)
     elif isinstance(exc, PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
     if not isinstance(exc, drf_exceptions.APIException):
@@ -66,8 +70,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 def json_error(status: int, code: str, detail: Any) -> JsonResponse:
-    """Answer a plain Django view's error in SPEC's JSON shape."""
-    return JsonResponse(error_body(code, detail), status=status)
+    """Answer a plain Django view's error in SPEC's JSON shape, compact as DRF writes it."""
+    return JsonResponse(
+        error_body(code, detail), status=status, json_dumps_params={"separators": (",", ":")}
+    )
 
 
 def bad_request(request, exception=None) -> JsonResponse:
@@ -82,7 +88,7 @@ def permission_denied(request, exception=None) -> JsonResponse:
 
 def page_not_found(request, exception=None) -> JsonResponse:
     """Answer every unknown URL as JSON, without echoing the path."""
-    return json_error(404, "not_found", "No such resource.")
+    return json_error(404, "not_found", NOT_FOUND_DETAIL)
 
 
 def server_error(request) -> JsonResponse:
