@@ -6,7 +6,7 @@ day × route × status class × value bucket), minus the raw rows stamped in the
 """
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +50,11 @@ class MetricsReport:
     error_routes: list[RouteStat] = field(default_factory=list)
 
     def to_document(self) -> dict[str, Any]:
-        """Return SPEC §4's `metrics --json` document."""
+        """Return SPEC §4's `metrics --json` document, with the route tables added.
+
+        `slowest_routes` (by p95) and `error_routes` (by errors) are the tables the Rich
+        view shows, five rows each; SPEC's keys stay as they are.
+        """
         return {
             "window": {
                 "days": self.window.days,
@@ -59,6 +63,8 @@ class MetricsReport:
             },
             "kpis": dict(self.kpis),
             "daily": [dict(day) for day in self.daily],
+            "slowest_routes": [asdict(route) for route in self.slowest_routes],
+            "error_routes": [asdict(route) for route in self.error_routes],
         }
 
 

@@ -124,6 +124,7 @@ def test_empty_window_gives_zeros_and_nulls(engine):
     assert [set(day) for day in document["daily"]] == [
         {"date", "orders", "refunds", "requests", "errors"}
     ] * 3
+    assert document["slowest_routes"] == document["error_routes"] == []
 
 
 def test_breaker_state_is_the_latest_change(rows, engine):
