@@ -67,16 +67,29 @@ def engine_create(url: str | None = None, *, must_exist: bool = True) -> Engine:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1 FROM retail_metric_rollup WHERE 1 = 0"))
-    except DBAPIError as exc:
-        engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        if "retail_metric_rollup" in reason:
-            reason = "the schema is missing or old (run `python backend/manage.py migrate`)"
-        raise DatabaseUnavailable(f"database unreachable ({shown}): {reason}") from None
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise DatabaseUnavailable(f"database unreachable ({shown}): {exc}") from None
+        raise DatabaseUnavailable(database_error_message(exc, shown)) from None
     return engine
+
+
+# What SQLite and PostgreSQL say when a table or column the read model needs is not there.
+_SCHEMA_MISSING = re.compile(
+    r"no such (table|column)|(relation|column) .* does not exist|UndefinedTable|UndefinedColumn"
+)
+
+
+def database_error_message(exc: SQLAlchemyError, shown: str = "") -> str:
+    """Return one line for a database error: unreachable, or reachable without the schema."""
+    where = f" ({shown})" if shown else ""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        if _SCHEMA_MISSING.search(f"{type(exc.orig).__name__} {reason}"):
+            # The database answered: it only lacks (some of) the tables.
+            return f"database schema missing or out of date{where}: run `make migrate`"
+    else:
+        reason = type(exc).__name__
+    return f"database unreachable{where}: {reason}"
 
 
 def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
