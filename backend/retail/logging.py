@@ -10,6 +10,11 @@ The records the code here writes itself (`log_fields`, `log_event`, the middlewa
 `http.*` records) take a shorter way still when logging is configured as in production
 (one JsonLinesHandler receives them): the buffer gets the record's time, level, logger
 and fields, and the writer formats the same JSON line from them without a LogRecord.
+
+It is one module because its parts share one contract that must change together: the
+buffer's entry formats (record, attribute dict, fields tuple), the formatter that turns
+each into the same line, the fast path that decides which entry to queue, and the
+writer that reports a log file it cannot write (once per outage, to stderr).
 """
 
 import logging

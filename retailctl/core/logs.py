@@ -1,14 +1,13 @@
 """Read the backend's JSON log lines: find a request's records, the last N, follow the file.
 
 Log files are `application.log` and its rotated `application.log.1`, `.2`, … (possibly
-`.gz`). Lines are JSON objects (SPEC §3.2); anything else is skipped and counted.
+`.gz`). Lines are JSON objects (SPEC §3.2); anything else is skipped and counted. How
+files are read as lines, in bounded memory, is retailctl.core.lines.
 """
 
-import mmap
 import os
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,17 +17,23 @@ from typing import Any, BinaryIO
 import orjson
 
 from retailctl.core.errors import LogDirMissing, LogUnreadable, NothingFound, UsageError
+from retailctl.core.lines import (
+    CHUNK_BYTES,
+    MAX_LINE_BYTES,
+    LineSplitter,
+    TruncatedGzip,
+    file_chunks,
+    lines_backward,
+    lines_forward,
+    search_chunks,
+    search_mapped,
+)
 from retailctl.core.paths import DEFAULT_LOG_DIR
 
 LOG_NAME = "application.log"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.(\d+)(\.gz)?\Z")
-_CHUNK = 8 * 1024 * 1024
-_WINDOW = 64 * 1024 * 1024
-# No record the backend writes comes near this; a longer line is skipped and counted,
-# never held whole, so reading stays linear and memory bounded whatever a file holds.
-MAX_LINE_BYTES = 16 * 1024 * 1024
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 # Every character of Unicode's categories Cc (C0 and C1 controls: terminal escapes that
 # JSON decoding restores), Cf (format controls: U+202E and the other bidi overrides, which
@@ -132,40 +137,6 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-class TruncatedGzip(Exception):
-    """A .gz file ended before its end-of-stream marker (or is corrupt)."""
-
-
-def _chunks(path: Path, size: int = _CHUNK) -> Iterator[bytes]:
-    """Yield a log file's bytes, decompressing .gz incrementally.
-
-    Decompressing by hand (not gzip.open) hands out everything before the damage of a
-    truncated or corrupt file, then raises TruncatedGzip. No chunk exceeds `size`, however
-    well the data compresses (a megabyte of repeated bytes inflates a thousandfold).
-    """
-    with open(path, "rb") as stream:
-        if path.suffix != ".gz":
-            while chunk := stream.read(size):
-                yield chunk
-            return
-        inflater = zlib.decompressobj(wbits=31)
-        while compressed := stream.read(1024 * 1024):
-            while compressed:
-                try:
-                    data = inflater.decompress(compressed, size)
-                except zlib.error as exc:
-                    raise TruncatedGzip(f"corrupt: {exc}") from None
-                if data:
-                    yield data
-                compressed = inflater.unconsumed_tail
-                if not compressed and inflater.eof and inflater.unused_data:
-                    # Concatenated gzip members are one valid file.
-                    compressed = inflater.unused_data
-                    inflater = zlib.decompressobj(wbits=31)
-        if not inflater.eof:
-            raise TruncatedGzip("ended before the end-of-stream marker")
-
-
 @dataclass
 class TraceResult:
     """The records of one request, oldest first, and what had to be skipped."""
@@ -175,93 +146,6 @@ class TraceResult:
     warnings: list[str] = field(default_factory=list)
     files_searched: int = 0
     bytes_searched: int = 0
-
-
-def _scan_for(
-    chunks: Iterator[bytes],
-    needle: bytes,
-    on_line: Callable[[bytes, int], None],
-    advance,
-    on_oversized: Callable[[], None] = lambda: None,
-) -> None:
-    """Call on_line for every whole line holding `needle`; parse nothing else.
-
-    The unfinished line at the end of a chunk is carried into the next; one longer than
-    MAX_LINE_BYTES is dropped as it goes (on_oversized is called if it holds `needle`),
-    so a line without end never makes each chunk copy everything before it.
-    """
-    carry = b""
-    base = 0  # offset of carry[0] in the (decompressed) file
-    oversized = False  # the carried line outgrew the limit: only its last bytes are kept
-    holds_needle = False  # ...and one of its dropped parts held the needle
-    for chunk in chunks:
-        advance(len(chunk))
-        buf = carry + chunk
-        end = buf.rfind(b"\n") + 1
-        pos = 0
-        if oversized and end:
-            # The oversized line ends in this chunk: report it, never parse it.
-            pos = buf.find(b"\n") + 1
-            if holds_needle or needle in buf[:pos]:
-                on_oversized()
-            oversized = holds_needle = False
-        while True:
-            hit = buf.find(needle, pos, end)
-            if hit < 0:
-                break
-            start = buf.rfind(b"\n", 0, hit) + 1
-            stop = buf.find(b"\n", hit, end)
-            if stop - start > MAX_LINE_BYTES:
-                on_oversized()
-            else:
-                on_line(buf[start:stop], base + start)
-            pos = stop + 1
-        carry = buf[end:]
-        base += end
-        if len(carry) > MAX_LINE_BYTES:
-            keep = len(needle) - 1  # a needle may straddle this chunk and the next
-            holds_needle = holds_needle or needle in carry
-            oversized = True
-            base += len(carry) - keep
-            carry = carry[len(carry) - keep :] if keep else b""
-    if oversized:
-        if holds_needle or needle in carry:
-            on_oversized()
-    elif needle in carry:
-        on_line(carry, base)
-
-
-def _scan_mapped(
-    path: Path,
-    needle: bytes,
-    on_line: Callable[[bytes, int], None],
-    advance,
-    on_oversized: Callable[[], None] = lambda: None,
-) -> None:
-    """Like _scan_for over a memory-mapped plain file: no copies, the OS pages it in."""
-    with open(path, "rb") as stream:
-        size = os.fstat(stream.fileno()).st_size
-        if size == 0:
-            return
-        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            pos = 0
-            # Searched window by window (overlapping by the needle) to report progress.
-            for window_start in range(0, size, _WINDOW):
-                window_end = min(size, window_start + _WINDOW + len(needle) - 1)
-                pos = max(pos, window_start)
-                while True:
-                    hit = mapped.find(needle, pos, window_end)
-                    if hit < 0:
-                        break
-                    start = mapped.rfind(b"\n", 0, hit) + 1
-                    stop = mapped.find(b"\n", hit)
-                    stop = size if stop < 0 else stop
-                    if stop - start > MAX_LINE_BYTES:
-                        on_oversized()
-                    else:
-                        on_line(mapped[start:stop], start)
-                    pos = stop + 1
-                advance(min(_WINDOW, size - window_start))
 
 
 def trace_search(
@@ -308,9 +192,9 @@ def trace_search(
 
         try:
             if path.suffix == ".gz":
-                _scan_for(_chunks(path), needle, on_line, advance, on_oversized)
+                search_chunks(file_chunks(path), needle, on_line, advance, on_oversized)
             else:
-                _scan_mapped(path, needle, on_line, advance, on_oversized)
+                search_mapped(path, needle, on_line, advance, on_oversized)
         except TruncatedGzip as exc:
             result.warnings.append(f"{path.name} is truncated or corrupt ({exc}); read what it has")
         except OSError as exc:
@@ -332,102 +216,6 @@ def trace_require(log_dir: Path, request_id: str, **kwargs) -> TraceResult:
     if not result.records:
         raise NothingFound(f"no log record with request ID {request_id} in {log_dir}")
     return result
-
-
-class _LineBuilder:
-    """One line assembled from pieces, holding at most MAX_LINE_BYTES of it.
-
-    Pieces are kept in a list and joined once the line is complete, so a line that spans
-    many reads costs its length, not its length times the number of reads; past the
-    limit the pieces are let go and only the length is counted.
-    """
-
-    def __init__(self) -> None:
-        self.pieces: list[bytes] = []
-        self.size = 0
-
-    def add(self, piece: bytes) -> None:
-        self.size += len(piece)
-        if self.size > MAX_LINE_BYTES:
-            self.pieces.clear()
-        elif piece:
-            self.pieces.append(piece)
-
-    def take(self, *, reversed_pieces: bool = False) -> bytes | None:
-        """Return the line and start a new one; None when it outgrew the limit."""
-        oversized = self.size > MAX_LINE_BYTES
-        pieces = self.pieces[::-1] if reversed_pieces else self.pieces
-        line = None if oversized else b"".join(pieces)
-        self.pieces, self.size = [], 0
-        return line
-
-
-# A line as the readers hand it out: its bytes (None when longer than MAX_LINE_BYTES) and
-# the offset of its first byte.
-_Line = tuple[bytes | None, int]
-
-
-def _lines_reversed(path: Path, block: int = 256 * 1024) -> Iterator[_Line]:
-    """Yield the non-empty lines of a plain file from its end backwards, each with its offset."""
-    with open(path, "rb") as stream:
-        position = stream.seek(0, os.SEEK_END)
-        line = _LineBuilder()  # the pieces of the line being read backwards, last first
-        while position > 0:
-            step = min(block, position)
-            position -= step
-            stream.seek(position)
-            buf = stream.read(step)
-            end = len(buf)
-            newline = buf.rfind(b"\n", 0, end)
-            while newline >= 0:
-                line.add(buf[newline + 1 : end])
-                if line.size:
-                    yield line.take(reversed_pieces=True), position + newline + 1
-                else:
-                    line.take()
-                end = newline
-                newline = buf.rfind(b"\n", 0, end)
-            line.add(buf[:end])
-        if line.size:
-            yield line.take(reversed_pieces=True), 0
-
-
-class _LineSplitter:
-    """Cut a stream of chunks into lines, in order, each with its offset in the stream."""
-
-    def __init__(self, offset: int = 0) -> None:
-        self.offset = offset  # where the unfinished line starts
-        self.line = _LineBuilder()
-
-    def feed(self, chunk: bytes) -> Iterator[_Line]:
-        """Yield the lines that `chunk` completes; keep its unfinished end."""
-        start = 0
-        newline = chunk.find(b"\n")
-        while newline >= 0:
-            self.line.add(chunk[start:newline])
-            size = self.line.size
-            yield self.line.take(), self.offset
-            self.offset += size + 1
-            start = newline + 1
-            newline = chunk.find(b"\n", start)
-        self.line.add(chunk[start:])
-
-    @property
-    def pending(self) -> int:
-        """Bytes of the unfinished line."""
-        return self.line.size
-
-    def rest(self) -> Iterator[_Line]:
-        """Yield the unfinished line, if any, as the last one."""
-        if self.line.size:
-            yield self.line.take(), self.offset
-
-
-def _lines_forward(path: Path) -> Iterator[_Line]:
-    splitter = _LineSplitter()
-    for chunk in _chunks(path):
-        yield from splitter.feed(chunk)
-    yield from splitter.rest()
 
 
 def record_matches(record: dict[str, Any], *, min_level: int, request_id: str | None) -> bool:
@@ -495,7 +283,7 @@ def tail_records(
         gzipped = path.suffix == ".gz"  # read forward, whole: it cannot stop early
         oversized = 0
         try:
-            for line, offset in _lines_forward(path) if gzipped else _lines_reversed(path):
+            for line, offset in lines_forward(path) if gzipped else lines_backward(path):
                 if line is None:
                     oversized += 1
                     continue
@@ -558,7 +346,7 @@ def follow(
     path = log_dir / LOG_NAME
     stream: BinaryIO | None = None
     inode = None
-    lines = _LineSplitter()
+    lines = LineSplitter()
     try:
         while not should_stop():
             if stream is None:
@@ -573,9 +361,9 @@ def follow(
                 if not from_start:
                     stream.seek(0, os.SEEK_END)
                 from_start = True  # every later (re)open reads the new file whole
-                lines = _LineSplitter(stream.tell())
+                lines = LineSplitter(stream.tell())
             try:
-                chunk = stream.read(_CHUNK)
+                chunk = stream.read(CHUNK_BYTES)
             except OSError as exc:
                 raise LogUnreadable(f"cannot follow {path}: {_reason(exc)}") from None
             if chunk:
@@ -595,7 +383,7 @@ def follow(
                 stream = None  # rotated: the old file is drained, open the new one
             elif current.st_size < lines.offset + lines.pending:
                 stream.seek(0)  # truncated in place: start over
-                lines = _LineSplitter()
+                lines = LineSplitter()
             else:
                 time.sleep(poll_seconds)
     finally:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from retailctl.core.errors import LogDirMissing, LogUnreadable, NothingFound, UsageError
+from retailctl.core.lines import MAX_LINE_BYTES
 from retailctl.core.logs import (
-    MAX_LINE_BYTES,
     REORDER_SECONDS,
     clean_text,
     follow,
