@@ -1,5 +1,6 @@
 """One error family and one renderer for SPEC's `{"error", "detail"}` bodies."""
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,10 @@ class ApplicationError(Exception):
         self.detail = self.default_detail if detail is None else detail
         self.headers = headers or {}
         super().__init__(self.detail)
+
+
+# DRF's own 404 detail: an unknown URL and an unknown object answer alike.
+NOT_FOUND_DETAIL = "Not found."
 
 
 def error_body(code: str, detail: Any) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             error_body(exc.code, exc.detail), status=exc.status_code, headers=exc.headers
         )
     if isinstance(exc, Http404):
-        exc = drf_exceptions.NotFound()
+        exc = drf_exceptions.NotFound(NOT_FOUND_DETAIL)
     elif isinstance(exc, PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
     if not isinstance(exc, drf_exceptions.APIException):
@@ -59,14 +64,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+        # The seconds the body states: DRF's Throttled rounds the wait up into its detail.
+        headers["Retry-After"] = str(math.ceil(exc.wait))
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     return Response(error_body(code, exc.detail), status=exc.status_code, headers=headers)
 
 
 def json_error(status: int, code: str, detail: Any) -> JsonResponse:
-    """Answer a plain Django view's error in SPEC's JSON shape."""
-    return JsonResponse(error_body(code, detail), status=status)
+    """Answer a plain Django view's error in SPEC's JSON shape, compact as DRF writes it."""
+    return JsonResponse(
+        error_body(code, detail), status=status, json_dumps_params={"separators": (",", ":")}
+    )
 
 
 def method_not_allowed(allowed: tuple[str, ...]) -> JsonResponse:
@@ -95,7 +103,7 @@ def permission_denied(request, exception=None) -> JsonResponse:
 
 def page_not_found(request, exception=None) -> JsonResponse:
     """Answer every unknown URL as JSON, without echoing the path."""
-    return json_error(404, "not_found", "No such resource.")
+    return json_error(404, "not_found", NOT_FOUND_DETAIL)
 
 
 def server_error(request) -> JsonResponse:

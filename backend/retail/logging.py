@@ -10,6 +10,11 @@ The records the code here writes itself (`log_fields`, `log_event`, the middlewa
 `http.*` records) take a shorter way still when logging is configured as in production
 (one JsonLinesHandler receives them): the buffer gets the record's time, level, logger
 and fields, and the writer formats the same JSON line from them without a LogRecord.
+
+It is one module because its parts share one contract that must change together: the
+buffer's entry formats (record, attribute dict, fields tuple), the formatter that turns
+each into the same line, the fast path that decides which entry to queue, and the
+writer that reports a log file it cannot write (once per outage, to stderr).
 """
 
 import logging
@@ -24,6 +29,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -83,6 +89,11 @@ class _RotatingFile(ConcurrentRotatingFileHandler):
     def close(self) -> None:
         with self.owner_lock:
             super().close()
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (logging's name)
+        # Called inside emit()'s `except`: re-raise, so the owner counts the lines lost and
+        # reports the outage once, instead of logging printing a traceback per chunk.
+        raise
 
 
 def _stamp_request_context(fields: dict[str, Any]) -> None:
@@ -236,6 +247,7 @@ class JsonLinesHandler(logging.Handler):
         # The stdout last written to, and the largest chunk it takes in one write.
         self._stdout_stream: Any = None
         self._stdout_chunk = _PIPE_BUF
+        self._file_outage = _Outage()
         _handlers.add(self)
 
     def handle(self, record: logging.LogRecord) -> bool:
@@ -305,6 +317,7 @@ class JsonLinesHandler(logging.Handler):
         self._writer.stop(timeout=5)
         self.flush()
         with self._write_lock:
+            self._file_outage.closing(self.filename)
             if self._file is not None:
                 self._file.close()
                 self._file = None
@@ -314,16 +327,21 @@ class JsonLinesHandler(logging.Handler):
         file_chunks: list[str] | None = None
         if self.stdout:
             file_chunks = self._write_stdout(lines)
+        # A few records per chunk: one lock, one size check and one write each, and
+        # rotated files stay close to max_bytes.
+        if file_chunks is None:
+            file_chunks = list(_chunks(lines, self._file_chunk_bytes))
+        written = 0
         try:
             file_handler = self._file_handler()
-            # A few records per chunk: one lock, one size check and one write each, and
-            # rotated files stay close to max_bytes.
-            if file_chunks is None:
-                file_chunks = list(_chunks(lines, self._file_chunk_bytes))
             for chunk in file_chunks:
                 file_handler.emit(logging.makeLogRecord({"msg": chunk}))
-        except Exception:
-            self.handleError(logging.makeLogRecord({"msg": "writing a batch of log lines"}))
+                written += 1
+        except Exception as exc:
+            lost = sum(chunk.count("\n") + 1 for chunk in file_chunks[written:])
+            self._file_outage.failed(self.filename, lost, exc)
+        else:
+            self._file_outage.recovered(self.filename)
 
     def _write_stdout(self, lines: list[str]) -> list[str] | None:
         """Write `lines` to stdout; return its chunks when the file takes the same ones."""
@@ -364,9 +382,75 @@ class JsonLinesHandler(logging.Handler):
         # parent's buffered records are the parent's to write.
         self._writer.reset()
         self._records.clear()
+        self._file_outage = _Outage()
         self._write_lock = threading.RLock()
         if self._file is not None:
             self._file.owner_lock = self._write_lock
+
+
+class _Outage:
+    """Report a log file that cannot be written: once when it starts, once when it ends.
+
+    The reports go to stderr, as JSON lines of their own: the logging system is what
+    failed. Lines lost (not written to the file; stdout still had them) are counted.
+    """
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.ongoing = False
+
+    def failed(self, filename: str, lost: int, exc: Exception) -> None:
+        self.lost += lost
+        if not self.ongoing:
+            self.ongoing = True
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            _report(
+                logging.WARNING,
+                "log.file_unwritable",
+                f"cannot write {filename} ({reason}): {lost} line(s) lost; further "
+                "lost lines are counted and reported when writing works again",
+                lost,
+            )
+
+    def recovered(self, filename: str) -> None:
+        if self.ongoing:
+            self.ongoing = False
+            lost, self.lost = self.lost, 0
+            _report(
+                logging.INFO,
+                "log.file_writable",
+                f"writing {filename} again: {lost} line(s) were lost",
+                lost,
+            )
+
+    def closing(self, filename: str) -> None:
+        if self.ongoing:
+            _report(
+                logging.WARNING,
+                "log.file_unwritable",
+                f"still cannot write {filename} at exit: {self.lost} line(s) lost",
+                self.lost,
+            )
+            self.ongoing = False
+
+
+def _report(level: int, event: str, message: str, lost: int) -> None:
+    """Write one JSON line about the log file itself to stderr."""
+    line = {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "level": logging.getLevelName(level),
+        "logger": __name__,
+        "message": message,
+        "request_id": None,
+        "event": event,
+        "lost_lines": lost,
+    }
+    try:
+        sys.stderr.write(orjson.dumps(line).decode() + "\n")
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        # No stderr left to tell (a detached daemon).
+        pass
 
 
 def _stdout_chunk_bytes(stream: Any) -> int:

@@ -4,8 +4,10 @@
 buffer with one bulk INSERT every second (sooner once `BATCH_SIZE` rows wait), and
 `flush_metrics()` writes it at once (atexit and gunicorn's `worker_exit` hook call it).
 While the database is unreachable the rows stay buffered and the flush is retried;
-past `CAPACITY` rows the oldest are dropped and the count is logged. Nothing here
-raises into the caller. Tests switch to synchronous mode, where each call inserts its
+past `CAPACITY` rows the oldest are dropped and the count is logged. A row the database
+refuses (a data or integrity error, e.g. jsonb's refusal of `\u0000`) is isolated by
+splitting the batch: the rows around it are written, it is dropped and counted. Nothing
+here raises into the caller. Tests switch to synchronous mode, where each call inserts its
 row in the caller's thread and transaction.
 """
 
@@ -133,11 +135,14 @@ def _metric_rows_copy(connection: Any, target: str, params: Sequence[tuple[Any, 
     # JSON text to the jsonb column's input function.
     from django.db import transaction
 
+    # The raw psycopg cursor raises psycopg's errors: wrapped, they are Django's, so the
+    # buffer tells a refused row (DataError) from a lost connection (OperationalError).
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
-            copy.set_types(["text", "float8", "text", "timestamptz"])
-            for row in params:
-                copy.write_row(row)
+        with connection.wrap_database_errors:
+            with cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
+                copy.set_types(["text", "float8", "text", "timestamptz"])
+                for row in params:
+                    copy.write_row(row)
 
 
 class MetricBuffer:
@@ -196,23 +201,55 @@ class MetricBuffer:
                     break
             if not rows:
                 return True
-            try:
-                self.writer(rows)
-            except Exception:
+            unwritten, failure, refused = self._write_isolating(rows)
+            if refused:
+                logger.warning(
+                    "metric.refused: %d metric rows refused by the database and dropped (%s)",
+                    len(refused),
+                    type(refused[0].__cause__ or refused[0]).__name__,
+                    extra={"event": "metric.refused", "refused": len(refused)},
+                )
+            if unwritten:
                 # Put the rows back in front of the newer ones and retry later.
-                self._rows.extendleft(reversed(rows))
+                self._rows.extendleft(reversed(unwritten))
                 if len(self._rows) > self.capacity:
                     self._drop_oldest()
                 self._failures += 1
                 logger.warning(
                     "metric.flush_failed: %d metric rows kept for a retry",
-                    len(rows),
-                    exc_info=self._failures == 1,
+                    len(unwritten),
+                    exc_info=failure if self._failures == 1 else None,
                     extra={"event": "metric.flush_failed", "pending": len(self._rows)},
                 )
                 return False
             self._failures = 0
             return True
+
+    def _write_isolating(
+        self, rows: list[MetricRow]
+    ) -> tuple[list[MetricRow], Exception | None, list[Exception]]:
+        """Write `rows`; return the rows left for a retry, why, and the refusals dropped.
+
+        A batch the database refuses is split in halves, each written on its own, until
+        each refused row stands alone: it is dropped, every other row is written. Any
+        other failure (the connection) keeps the rows not written yet, in order.
+        """
+        refused: list[Exception] = []
+        pending = [rows]  # a stack: the batch to write next is on top
+        while pending:
+            batch = pending.pop()
+            try:
+                self.writer(batch)
+            except Exception as exc:
+                if not _refused_row(exc):
+                    later = [row for rest in reversed(pending) for row in rest]
+                    return [*batch, *later], exc, refused
+                if len(batch) == 1:
+                    refused.append(exc)
+                    continue
+                middle = len(batch) // 2
+                pending += [batch[middle:], batch[:middle]]
+        return [], None, refused
 
     def close(self) -> None:
         """Stop the thread and write what is left."""
@@ -252,6 +289,14 @@ class MetricBuffer:
                 connection.close()
         except Exception:
             logger.exception("metric.flusher_error", extra={"event": "metric.flusher_error"})
+
+
+def _refused_row(exc: BaseException) -> bool:
+    """Return whether the database refused a row's value, not the connection that failed."""
+    from django.db import DataError, IntegrityError
+
+    # A value the driver cannot encode (a lone surrogate) is refused before it is sent.
+    return isinstance(exc, DataError | IntegrityError | UnicodeError)
 
 
 def _close_thread_connections() -> None:

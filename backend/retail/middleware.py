@@ -6,6 +6,7 @@ import re
 import sys
 import time
 from typing import Any
+from urllib.parse import quote
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -19,6 +20,11 @@ from retail.tracing import request_trace, span_set_status_code
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# What a client can put in a path that must not reach a log line or a metric row as it is:
+# C0/C1 controls (NUL, which PostgreSQL's jsonb refuses, and terminal escapes).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# SPEC §3.6: the route of a path that matches no URL pattern; the path is the client's text.
+UNMATCHED_ROUTE = "<unmatched>"
 _EXC_INFO_ATTR = "retail_exc_info"
 _http_logger = logging.getLogger("retail.http")
 
@@ -79,9 +85,17 @@ def _user_id(request: Any) -> Any:
     return user.pk
 
 
-def _route(request: Any) -> str | None:
+def _route(request: Any) -> str:
     match = getattr(request, "resolver_match", None)
-    return match.route if match is not None else None
+    return match.route if match is not None else UNMATCHED_ROUTE
+
+
+def _recorded_path(request: Any) -> str:
+    """Return the request's path with control characters percent-encoded, as sent."""
+    path = request.path
+    if _CONTROL_CHARACTERS.search(path) is None:
+        return path
+    return _CONTROL_CHARACTERS.sub(lambda found: quote(found.group(), safe=""), path)
 
 
 class ObservabilityMiddleware:
@@ -152,7 +166,7 @@ class ObservabilityMiddleware:
         fields: dict[str, Any] = {
             "event": "http.request",
             "method": request.method,
-            "path": request.path,
+            "path": _recorded_path(request),
         }
         if self.log_client_ip:
             fields["ip"] = request.META.get("REMOTE_ADDR")
@@ -164,10 +178,11 @@ class ObservabilityMiddleware:
         status = response.status_code
         method = request.method
         route = _route(request)
+        path = _recorded_path(request)
         fields: dict[str, Any] = {
             "event": "http.response",
             "method": method,
-            "path": request.path,
+            "path": path,
             "route": route,
             "status_code": status,
             "duration_ms": duration_ms,
@@ -187,7 +202,7 @@ class ObservabilityMiddleware:
         record_metric(
             AVG_RESPONSE_TIME,
             duration_ms,
-            {"method": method, "route": route, "path": request.path, "status_code": status},
+            {"method": method, "route": route, "path": path, "status_code": status},
         )
         if status >= 400:
             record_metric(
@@ -198,6 +213,6 @@ class ObservabilityMiddleware:
                     "status_code": status,
                     "method": method,
                     "route": route,
-                    "path": request.path,
+                    "path": path,
                 },
             )

@@ -35,7 +35,8 @@ class _BadDays(ValueError):
 
 def _days(request) -> int:
     raw = request.GET.get("days", str(DEFAULT_DAYS))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_DAYS:
         raise _BadDays(f"days must be an integer from 1 to {MAX_DAYS}")
     return int(raw)
 

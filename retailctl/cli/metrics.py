@@ -1,15 +1,13 @@
 """`retailctl metrics`: the KPI table of the last N days."""
 
-from retailctl.cli.options import DatabaseUrl, Days, Json, LogDir
+from retailctl.cli.options import DatabaseUrl, Days, Json
 from retailctl.cli.render import console, handled_errors, print_json
 
 _BAR = "█"
 _BAR_WIDTH = 30
 
 
-def metrics(
-    days: Days = 7, json: Json = False, database_url: DatabaseUrl = None, log_dir: LogDir = None
-) -> None:
+def metrics(days: Days = 7, json: Json = False, database_url: DatabaseUrl = None) -> None:
     """Show the KPI table, daily trend, slowest and erroring routes for the last N days."""
     with handled_errors():
         from retailctl.core.db import engine_create

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from retailctl.cli.options import DatabaseUrl, Json, LogDir
+from retailctl.cli.options import DatabaseUrl, Json
 from retailctl.cli.render import handled_errors, print_json
 
 
@@ -19,7 +19,6 @@ def prune(
     ] = 5000,
     json: Json = False,
     database_url: DatabaseUrl = None,
-    log_dir: LogDir = None,
 ) -> None:
     """Delete metrics older than N days in batches, each its own short transaction."""
     with handled_errors():
@@ -42,11 +41,15 @@ def prune(
     elif dry_run:
         typer.echo(
             f"Would delete {result.matched:,} metric row(s) recorded before "
-            f"{result.cutoff.isoformat()} (older than {older_than_days} days). Dry run."
+            f"{result.cutoff.isoformat()} (older than {_days(older_than_days)}). Dry run."
         )
     else:
         typer.echo(
             f"Deleted {result.deleted:,} metric row(s) recorded before "
-            f"{result.cutoff.isoformat()} (older than {older_than_days} days) "
+            f"{result.cutoff.isoformat()} (older than {_days(older_than_days)}) "
             f"in {result.batches} batch(es) of at most {batch_size:,}."
         )
+
+
+def _days(count: int) -> str:
+    return f"{count:,} day" if count == 1 else f"{count:,} days"

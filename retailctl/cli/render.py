@@ -1,5 +1,6 @@
 """Rendering shared by the commands: consoles, errors, JSON, log records as plain text."""
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,11 @@ SALIENT_FIELDS = (
     "user_id",
     "ip",
     "order_id",
+    "payment_id",
     "product_id",
+    "sku",
+    "amount",
+    "outcome",
     "metric_type",
     "breaker",
     "from",
@@ -28,18 +33,44 @@ SALIENT_FIELDS = (
     "exc_info",
 )
 _WIDE = 10_000
+# The colour of each level where colour is shown (a terminal without NO_COLOR).
+LEVEL_STYLES = {
+    "DEBUG": "dim",
+    "INFO": "green",
+    "WARNING": "yellow",
+    "WARN": "yellow",
+    "ERROR": "bold red",
+    "CRITICAL": "bold white on red",
+}
 
 
 def console(*, stderr: bool = False):
-    """Return a Rich console; off a terminal it has no colour and no 80-column cropping."""
+    """Return a Rich console; off a terminal it has no colour and no 80-column cropping.
+
+    A terminal's console takes the terminal's width, and styles text unless NO_COLOR is
+    set (no-color.org: then no escape sequence at all, bold included). Off a terminal the
+    width is COLUMNS when set, else unbounded, so piped output is never cut.
+    """
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
+        if os.environ.get("NO_COLOR"):
+            return Console(file=stream, highlight=False, color_system=None)
         return Console(file=stream, highlight=False)
     return Console(
-        file=stream, highlight=False, no_color=True, width=_WIDE, soft_wrap=True, emoji=False
+        file=stream,
+        highlight=False,
+        no_color=True,
+        width=_columns() or _WIDE,
+        soft_wrap=True,
+        emoji=False,
     )
+
+
+def _columns() -> int | None:
+    raw = os.environ.get("COLUMNS", "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else None
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -76,13 +107,12 @@ def handled_errors() -> Iterator[None]:
     except RetailctlError as exc:
         fail(str(exc), exc.exit_code)
     except Exception as exc:
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+        from sqlalchemy.exc import SQLAlchemyError
 
-        if isinstance(exc, DBAPIError):
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            fail(f"database unreachable: {reason}", 3)
         if isinstance(exc, SQLAlchemyError):
-            fail(f"database error: {type(exc).__name__}", 3)
+            from retailctl.core.db import database_error_message
+
+            fail(database_error_message(exc), 3)
         raise
 
 
@@ -119,8 +149,8 @@ def plain(value: Any):
     return Text(clean_text(value))
 
 
-def record_details(data: dict[str, Any]) -> str:
-    """Return the salient fields of one record as `key=value` text."""
+def record_fields(data: dict[str, Any]) -> list[str]:
+    """Return the salient fields of one record, each as `key=value` text."""
     from retailctl.core.logs import clean_text
 
     parts = []
@@ -130,9 +160,15 @@ def record_details(data: dict[str, Any]) -> str:
             continue
         text = clean_text(value)
         if key == "exc_info":
+            # The end of a traceback: the exception and where it was raised.
             text = text.strip()[-200:]
         parts.append(f"{key}={text}")
-    return " ".join(parts)
+    return parts
+
+
+def record_details(data: dict[str, Any]) -> str:
+    """Return the salient fields of one record as `key=value` text on one line."""
+    return " ".join(record_fields(data))
 
 
 def record_summary(data: dict[str, Any]) -> str:
@@ -146,16 +182,31 @@ def record_summary(data: dict[str, Any]) -> str:
     return clean_text(event or message or "")
 
 
-def record_line(data: dict[str, Any]) -> str:
-    """Return one record as one plain line: time level logger request event details."""
+def record_line(data: dict[str, Any]):
+    """Return one record as one line of Rich Text: time level logger request event details.
+
+    Only the level is styled (its colour shows where the console shows colour).
+    """
+    from rich.text import Text
+
+    line = Text(_shown(data, "timestamp") + " ")
+    line.append_text(level_text(_shown(data, "level").upper()))
+    rest = [_shown(data, "logger"), _shown(data, "request_id")]
+    rest += [part for part in (record_summary(data), record_details(data)) if part]
+    line.append(" " + " ".join(rest))
+    return line
+
+
+def level_text(level: str):
+    """Return a level as Rich Text in its colour."""
+    from rich.text import Text
+
+    return Text(level, style=LEVEL_STYLES.get(level, ""))
+
+
+def _shown(data: dict[str, Any], key: str) -> str:
+    """Return a field as clean text, '-' when it is absent, null or empty."""
     from retailctl.core.logs import clean_text
 
-    fields = [
-        clean_text(data.get("timestamp", "-")),
-        clean_text(data.get("level", "-")).upper(),
-        clean_text(data.get("logger", "-")),
-        clean_text(data.get("request_id") or "-"),
-        record_summary(data),
-        record_details(data),
-    ]
-    return " ".join(part for part in fields if part)
+    value = data.get(key)
+    return "-" if value is None else clean_text(value) or "-"

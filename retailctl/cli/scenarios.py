@@ -2,7 +2,7 @@
 
 import typer
 
-from retailctl.cli.options import DatabaseUrl, Days, Json, LogDir
+from retailctl.cli.options import DatabaseUrl, Days, Json
 from retailctl.cli.render import console, handled_errors, print_json
 
 _TITLES = {
@@ -12,9 +12,7 @@ _TITLES = {
 _STYLE = {"PASS": "bold green", "FAIL": "bold red"}
 
 
-def scenarios(
-    days: Days = 7, json: Json = False, database_url: DatabaseUrl = None, log_dir: LogDir = None
-) -> None:
+def scenarios(days: Days = 7, json: Json = False, database_url: DatabaseUrl = None) -> None:
     """Verify quality scenarios A1 and A2 over the last N days; exit 1 if any FAILs."""
     with handled_errors():
         from retailctl.core.db import engine_create

@@ -1,11 +1,12 @@
 """`retailctl tail`: the last N log records, optionally following the file."""
 
+import sys
 from typing import Annotated
 
 import typer
 
-from retailctl.cli.options import DatabaseUrl, Json, LogDir
-from retailctl.cli.render import handled_errors, print_raw_line, warn
+from retailctl.cli.options import Json, LogDir
+from retailctl.cli.render import console, handled_errors, print_raw_line, warn
 
 
 def tail(
@@ -22,7 +23,6 @@ def tail(
     ] = None,
     json: Json = False,
     log_dir: LogDir = None,
-    database_url: DatabaseUrl = None,
 ) -> None:
     """Show the last N log records, optionally following application.log."""
     with handled_errors():
@@ -34,21 +34,28 @@ def tail(
         result = tail_records(directory, count=lines, level=level, request_id=request_id)
     for message in result.warnings:
         warn(message)
+    out = console()
     for record in result.records:
-        _emit(record, json)
+        _emit(record, json, out)
+    sys.stdout.flush()
     if not follow:
         return
     try:
-        for record in follow_log(directory, level=level, request_id=request_id):
-            _emit(record, json)
+        with handled_errors():
+            for record in follow_log(directory, level=level, request_id=request_id):
+                _emit(record, json, out)
+                sys.stdout.flush()  # a reader at the other end of a pipe sees it now
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
 
-def _emit(record, json: bool) -> None:
+def _emit(record, json: bool, out) -> None:
     from retailctl.cli.render import record_line
 
     if json:
         print_raw_line(record.raw)
+    elif out.is_terminal:
+        # The terminal wraps a long line itself (soft wrap): copied, it stays one line.
+        out.print(record_line(record.data), soft_wrap=True)
     else:
-        typer.echo(record_line(record.data))
+        sys.stdout.write(record_line(record.data).plain + "\n")

@@ -4,24 +4,25 @@ from typing import Annotated
 
 import typer
 
-from retailctl.cli.options import DatabaseUrl, Json, LogDir
+from retailctl.cli.options import Json, LogDir
 from retailctl.cli.render import console, handled_errors, print_raw_line, warn
 
 # Searching more than this shows a progress bar (on a terminal only).
 _PROGRESS_BYTES = 64 * 1024 * 1024
 _PROGRESS_FILES = 10
+_UNBOUNDED = 1_000_000
 
 
 def trace(
     request_id: Annotated[str, typer.Argument(help="The X-Request-ID of the request.")],
     json: Json = False,
     log_dir: LogDir = None,
-    database_url: DatabaseUrl = None,
 ) -> None:
     """Show every log record of one request across application.log* as a timeline."""
     with handled_errors():
         from retailctl.cli.render import progress_bar
         from retailctl.core.logs import (
+            file_size,
             log_dir_resolve,
             log_files,
             request_id_validate,
@@ -31,7 +32,7 @@ def trace(
         request_id_validate(request_id)
         directory = log_dir_resolve(log_dir)
         files = log_files(directory)
-        size = sum(path.stat().st_size for path in files)
+        size = sum(map(file_size, files))
         many = size > _PROGRESS_BYTES or len(files) > _PROGRESS_FILES
         with progress_bar("searching logs", enabled=many) as update:
             result = trace_require(directory, request_id, progress=update)
@@ -47,28 +48,79 @@ def trace(
 
 
 def _render(request_id: str, result) -> None:
-    from rich.table import Table
-
-    from retailctl.cli.render import plain, record_details, record_summary
+    """Print the records as a table when it fits the width, else one block per record."""
+    from rich.measure import Measurement
 
     out = console()
-    first = result.records[0].timestamp
-    table = Table(
-        title=f"Request {request_id}: {len(result.records)} record(s) "
-        f"in {result.files_searched} file(s)",
-        title_justify="left",
+    title = (
+        f"Request {request_id}: {len(result.records)} record(s) in {result.files_searched} file(s)"
     )
-    for name in ("time (UTC)", "+ms", "level", "logger", "event / message", "details"):
-        table.add_column(name, justify="right" if name == "+ms" else "left")
-    for record in result.records:
+    table = _table(title, result.records)
+    # The width the table takes unconstrained, every cell on one line.
+    natural = Measurement.get(out, out.options.update_width(_UNBOUNDED), table).maximum
+    if natural <= out.width:
+        out.print(table)
+    else:
+        _print_blocks(out, title, result.records)
+
+
+def _rows(records) -> list[tuple[str, str, str, str, str, list[str]]]:
+    """Return each record's time, +ms from the first, level, logger, summary and fields."""
+    from retailctl.cli.render import record_fields, record_summary
+    from retailctl.core.logs import clean_text
+
+    first = records[0].timestamp
+    rows = []
+    for record in records:
         stamp = record.timestamp
         offset = f"{(stamp - first).total_seconds() * 1000:,.1f}" if stamp and first else "?"
-        table.add_row(
-            stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if stamp else "?",
-            offset,
-            plain(record.level),
-            plain(record.data.get("logger", "")),
-            plain(record_summary(record.data)),
-            plain(record_details(record.data)),
+        rows.append(
+            (
+                stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if stamp else "?",
+                offset,
+                record.level or "-",
+                clean_text(record.data.get("logger") or "-"),
+                record_summary(record.data),
+                record_fields(record.data),
+            )
         )
-    out.print(table)
+    return rows
+
+
+def _table(title: str, records):
+    from rich.table import Table
+    from rich.text import Text
+
+    from retailctl.cli.render import level_text
+
+    table = Table(title=title, title_justify="left")
+    for name in ("time (UTC)", "+ms", "level", "logger", "event / message", "details"):
+        table.add_column(name, justify="right" if name == "+ms" else "left")
+    for stamp, offset, level, logger, summary, fields in _rows(records):
+        table.add_row(
+            stamp, offset, level_text(level), Text(logger), Text(summary), Text(" ".join(fields))
+        )
+    return table
+
+
+def _print_blocks(out, title: str, records) -> None:
+    """Print one block per record: a heading line, the event, then one field per line.
+
+    A narrow terminal cuts a table's cells (`status_code=5…`); here every field has the
+    whole width, and a value longer than a line goes on under its own indent.
+    """
+    from rich.text import Text
+
+    from retailctl.cli.render import level_text
+
+    out.print(Text(title), soft_wrap=True)
+    for stamp, offset, level, logger, summary, fields in _rows(records):
+        heading = Text(f"\n{stamp}  +{offset} ms  ")
+        heading.append_text(level_text(level))
+        heading.append(f"  {logger}")
+        out.print(heading, soft_wrap=True)
+        for text, indent in [(summary, 2)] * bool(summary) + [(field, 4) for field in fields]:
+            width = max(out.width - indent, 20)
+            for line in Text(text, overflow="fold").wrap(out, width):
+                line.rstrip()
+                out.print(Text(" " * indent) + line, soft_wrap=True)

@@ -1,6 +1,7 @@
 """The database engine from DATABASE_URL / --database-url (SPEC §2)."""
 
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -20,7 +21,12 @@ def database_url_resolve(url: str | None = None) -> str:
     if not sep:
         raise UsageError(f"not a database URL: {_redact(raw)}")
     if scheme in {"postgres", "postgresql", "postgresql+psycopg", "pgsql"}:
-        return f"postgresql+psycopg://{rest}"
+        resolved = f"postgresql+psycopg://{rest}"
+        try:
+            make_url(resolved).port  # noqa: B018  (parses host and port, or raises)
+        except (ArgumentError, ValueError):
+            raise UsageError(f"malformed database URL: {_redact(raw)}") from None
+        return resolved
     if scheme == "sqlite":
         path = rest[1:] if rest.startswith("/") else rest
         if not path or path == ":memory:":
@@ -29,11 +35,16 @@ def database_url_resolve(url: str | None = None) -> str:
     raise UsageError(f"unsupported database scheme {scheme!r}: use sqlite:// or postgresql://")
 
 
+# The password of `scheme://user:password@…`, found without parsing the rest.
+_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/]*@")
+
+
 def _redact(url: str) -> str:
+    """Return the URL with its password masked, even when the URL does not parse."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1:***@", url)
 
 
 def engine_create(url: str | None = None, *, must_exist: bool = True) -> Engine:
@@ -56,16 +67,29 @@ def engine_create(url: str | None = None, *, must_exist: bool = True) -> Engine:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1 FROM retail_metric_rollup WHERE 1 = 0"))
-    except DBAPIError as exc:
-        engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        if "retail_metric_rollup" in reason:
-            reason = "the schema is missing or old (run `python backend/manage.py migrate`)"
-        raise DatabaseUnavailable(f"database unreachable ({shown}): {reason}") from None
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise DatabaseUnavailable(f"database unreachable ({shown}): {exc}") from None
+        raise DatabaseUnavailable(database_error_message(exc, shown)) from None
     return engine
+
+
+# What SQLite and PostgreSQL say when a table or column the read model needs is not there.
+_SCHEMA_MISSING = re.compile(
+    r"no such (table|column)|(relation|column) .* does not exist|UndefinedTable|UndefinedColumn"
+)
+
+
+def database_error_message(exc: SQLAlchemyError, shown: str = "") -> str:
+    """Return one line for a database error: unreachable, or reachable without the schema."""
+    where = f" ({shown})" if shown else ""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        if _SCHEMA_MISSING.search(f"{type(exc.orig).__name__} {reason}"):
+            # The database answered: it only lacks (some of) the tables.
+            return f"database schema missing or out of date{where}: run `make migrate`"
+    else:
+        reason = type(exc).__name__
+    return f"database unreachable{where}: {reason}"
 
 
 def _sqlite_on_connect(dbapi_connection, connection_record) -> None:

@@ -25,6 +25,12 @@ class LogDirMissing(RetailctlError):
     exit_code = 3
 
 
+class LogUnreadable(RetailctlError):
+    """The log directory, or the file to follow, cannot be read (exit 3)."""
+
+    exit_code = 3
+
+
 class NothingFound(RetailctlError):
     """The search matched nothing (exit 1)."""
 

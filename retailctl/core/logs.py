@@ -1,34 +1,50 @@
 """Read the backend's JSON log lines: find a request's records, the last N, follow the file.
 
 Log files are `application.log` and its rotated `application.log.1`, `.2`, … (possibly
-`.gz`). Lines are JSON objects (SPEC §3.2); anything else is skipped and counted.
+`.gz`). Lines are JSON objects (SPEC §3.2); anything else is skipped and counted. How
+files are read as lines, in bounded memory, is retailctl.core.lines.
 """
 
-import mmap
 import os
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from retailctl.core.errors import LogDirMissing, NothingFound, UsageError
+from retailctl.core.errors import LogDirMissing, LogUnreadable, NothingFound, UsageError
+from retailctl.core.lines import (
+    CHUNK_BYTES,
+    MAX_LINE_BYTES,
+    LineSplitter,
+    TruncatedGzip,
+    file_chunks,
+    lines_backward,
+    lines_forward,
+    search_chunks,
+    search_mapped,
+)
 from retailctl.core.paths import DEFAULT_LOG_DIR
 
 LOG_NAME = "application.log"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.(\d+)(\.gz)?\Z")
-_CHUNK = 8 * 1024 * 1024
-_WINDOW = 64 * 1024 * 1024
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
-# C0 and C1 controls: a logged message may carry terminal escapes that JSON decoding restores.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Every character of Unicode's categories Cc (C0 and C1 controls: terminal escapes that
+# JSON decoding restores), Cf (format controls: U+202E and the other bidi overrides, which
+# reorder what a terminal shows; zero-width characters) and Zl/Zp (line breaks), as of
+# Unicode 14 (a test checks it against the running Python's unicodedata).
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2"
+    "\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
+)
 
 
 def clean_text(value: Any) -> str:
@@ -48,7 +64,11 @@ def log_dir_resolve(log_dir: str | os.PathLike | None = None) -> Path:
 def log_files(log_dir: Path) -> list[Path]:
     """Return application.log* oldest rotation first, the live file last."""
     rotated = []
-    for entry in log_dir.iterdir():
+    try:
+        entries = list(log_dir.iterdir())
+    except OSError as exc:
+        raise LogUnreadable(f"log directory not readable: {log_dir} ({_reason(exc)})") from None
+    for entry in entries:
         found = _ROTATED.match(entry.name)
         if found and entry.is_file():
             rotated.append((int(found.group(1)), entry))
@@ -57,6 +77,18 @@ def log_files(log_dir: Path) -> list[Path]:
     if live.is_file():
         files.append(live)
     return files
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def file_size(path: Path) -> int:
+    """Return a log file's size; 0 when it went away (rotated out) or cannot be seen."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def request_id_validate(request_id: str) -> str:
@@ -90,9 +122,11 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: a valid time whose UTC value falls outside years 1-9999
+        # (9999-12-31T23:59:59-05:00).
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
@@ -101,39 +135,6 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return data if isinstance(data, dict) else None
-
-
-class TruncatedGzip(Exception):
-    """A .gz file ended before its end-of-stream marker (or is corrupt)."""
-
-
-def _chunks(path: Path, size: int = _CHUNK) -> Iterator[bytes]:
-    """Yield a log file's bytes, decompressing .gz incrementally.
-
-    Decompressing by hand (not gzip.open) hands out everything before the damage of a
-    truncated or corrupt file, then raises TruncatedGzip.
-    """
-    with open(path, "rb") as stream:
-        if path.suffix != ".gz":
-            while chunk := stream.read(size):
-                yield chunk
-            return
-        inflater = zlib.decompressobj(wbits=31)
-        while compressed := stream.read(1024 * 1024):
-            while compressed:
-                try:
-                    data = inflater.decompress(compressed)
-                except zlib.error as exc:
-                    raise TruncatedGzip(f"corrupt: {exc}") from None
-                if data:
-                    yield data
-                compressed = b""
-                if inflater.eof and inflater.unused_data:
-                    # Concatenated gzip members are one valid file.
-                    compressed = inflater.unused_data
-                    inflater = zlib.decompressobj(wbits=31)
-        if not inflater.eof:
-            raise TruncatedGzip("ended before the end-of-stream marker")
 
 
 @dataclass
@@ -145,55 +146,6 @@ class TraceResult:
     warnings: list[str] = field(default_factory=list)
     files_searched: int = 0
     bytes_searched: int = 0
-
-
-def _scan_for(
-    chunks: Iterator[bytes], needle: bytes, on_line: Callable[[bytes, int], None], advance
-) -> None:
-    """Call on_line for every whole line holding `needle`; parse nothing else."""
-    carry = b""
-    base = 0  # offset of carry[0] in the (decompressed) file
-    for chunk in chunks:
-        advance(len(chunk))
-        buf = carry + chunk
-        end = buf.rfind(b"\n") + 1
-        pos = 0
-        while True:
-            hit = buf.find(needle, pos, end)
-            if hit < 0:
-                break
-            start = buf.rfind(b"\n", 0, hit) + 1
-            stop = buf.find(b"\n", hit, end)
-            on_line(buf[start:stop], base + start)
-            pos = stop + 1
-        carry = buf[end:]
-        base += end
-    if needle in carry:
-        on_line(carry, base)
-
-
-def _scan_mapped(path: Path, needle: bytes, on_line: Callable[[bytes, int], None], advance) -> None:
-    """Like _scan_for over a memory-mapped plain file: no copies, the OS pages it in."""
-    with open(path, "rb") as stream:
-        size = os.fstat(stream.fileno()).st_size
-        if size == 0:
-            return
-        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            pos = 0
-            # Searched window by window (overlapping by the needle) to report progress.
-            for window_start in range(0, size, _WINDOW):
-                window_end = min(size, window_start + _WINDOW + len(needle) - 1)
-                pos = max(pos, window_start)
-                while True:
-                    hit = mapped.find(needle, pos, window_end)
-                    if hit < 0:
-                        break
-                    start = mapped.rfind(b"\n", 0, hit) + 1
-                    stop = mapped.find(b"\n", hit)
-                    stop = size if stop < 0 else stop
-                    on_line(mapped[start:stop], start)
-                    pos = stop + 1
-                advance(min(_WINDOW, size - window_start))
 
 
 def trace_search(
@@ -211,7 +163,8 @@ def trace_search(
     request_id_validate(request_id)
     result = TraceResult()
     files = log_files(log_dir)
-    total = sum(path.stat().st_size for path in files)
+    total = sum(map(file_size, files))
+    oversized = 0
     done = 0
     needle = request_id.encode()
     found: list[tuple[datetime, int, int, LogRecord]] = []
@@ -233,17 +186,25 @@ def trace_search(
                 record = LogRecord(data=data, file=path.name, offset=offset, raw=line)
                 found.append((record.timestamp or _EARLIEST, index, offset, record))
 
+        def on_oversized() -> None:
+            nonlocal oversized
+            oversized += 1
+
         try:
             if path.suffix == ".gz":
-                _scan_for(_chunks(path), needle, on_line, advance)
+                search_chunks(file_chunks(path), needle, on_line, advance, on_oversized)
             else:
-                _scan_mapped(path, needle, on_line, advance)
+                search_mapped(path, needle, on_line, advance, on_oversized)
         except TruncatedGzip as exc:
             result.warnings.append(f"{path.name} is truncated or corrupt ({exc}); read what it has")
         except OSError as exc:
-            result.warnings.append(f"{path.name} could not be read: {exc.strerror or exc}")
+            result.warnings.append(f"{path.name} could not be read ({_reason(exc)}); skipped")
         result.files_searched += 1
-        result.bytes_searched += path.stat().st_size if path.exists() else 0
+        result.bytes_searched += file_size(path)
+    if oversized:
+        result.warnings.append(
+            f"skipped {oversized} line(s) holding the ID longer than {MAX_LINE_BYTES // 2**20} MiB"
+        )
     found.sort(key=lambda item: item[:3])
     result.records = [item[3] for item in found]
     return result
@@ -255,41 +216,6 @@ def trace_require(log_dir: Path, request_id: str, **kwargs) -> TraceResult:
     if not result.records:
         raise NothingFound(f"no log record with request ID {request_id} in {log_dir}")
     return result
-
-
-def _lines_reversed(path: Path, block: int = 256 * 1024) -> Iterator[tuple[bytes, int]]:
-    """Yield (line, offset) from the end of a plain file backwards."""
-    with open(path, "rb") as stream:
-        stream.seek(0, os.SEEK_END)
-        position = stream.tell()
-        tail = b""
-        while position > 0:
-            step = min(block, position)
-            position -= step
-            stream.seek(position)
-            buf = stream.read(step) + tail
-            lines = buf.split(b"\n")
-            tail = lines[0]
-            offset = position + len(buf)
-            for line in reversed(lines[1:]):
-                offset -= len(line) + 1
-                if line:
-                    yield line, offset + 1
-        if tail:
-            yield tail, 0
-
-
-def _lines_forward(path: Path) -> Iterator[tuple[bytes, int]]:
-    offset = 0
-    pending = b""
-    for chunk in _chunks(path):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line, offset
-            offset += len(line) + 1
-    if pending:
-        yield pending, offset
 
 
 def record_matches(record: dict[str, Any], *, min_level: int, request_id: str | None) -> bool:
@@ -315,48 +241,89 @@ def level_threshold(level: str | None) -> int:
 
 @dataclass
 class TailResult:
-    """The last records and the number of unreadable lines met on the way."""
+    """The last records and what could not be read on the way."""
 
     records: list[LogRecord]
     skipped_lines: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
+# Workers buffer their lines and append them in batches, so a file is in time order only
+# roughly: a line may follow lines written up to this long after it (the writer flushes
+# every 0.2 s; the margin covers a writer that lags under load).
+REORDER_SECONDS = 5.0
+# ...and, for lines without a readable timestamp, at most this many lines further back.
+_REORDER_LINES = 10_000
+
+
 def tail_records(
     log_dir: Path, *, count: int = 20, level: str | None = None, request_id: str | None = None
 ) -> TailResult:
-    """Return the last `count` records passing the filters, oldest first."""
+    """Return the newest `count` records passing the filters, oldest first, by timestamp.
+
+    Files are read from the end backwards. Once `count` records are found, reading goes
+    on over the lines written up to REORDER_SECONDS before the oldest of them, since a
+    newer record of another worker may sit there; then all found are ordered by time.
+    """
     if count < 0:
         raise UsageError("-n must be >= 0")
     if request_id is not None:
         request_id_validate(request_id)
     threshold = level_threshold(level)
     result = TailResult(records=[])
+    if count == 0:
+        return result
     picked: list[tuple[datetime, int, int, LogRecord]] = []
+    horizon: datetime | None = None  # once `count` are found: how far back to read
+    lines_left = _REORDER_LINES
+    done = False
     files = log_files(log_dir)
     for index in range(len(files) - 1, -1, -1):
-        if len(picked) >= count:
-            break
         path = files[index]
-        lines = _lines_forward(path) if path.suffix == ".gz" else _lines_reversed(path)
-        from_file = []
+        gzipped = path.suffix == ".gz"  # read forward, whole: it cannot stop early
+        oversized = 0
         try:
-            for line, offset in lines:
+            for line, offset in lines_forward(path) if gzipped else lines_backward(path):
+                if line is None:
+                    oversized += 1
+                    continue
                 data = _parse(line)
                 if data is None:
                     result.skipped_lines += 1
                     continue
+                stamp = parse_timestamp(data.get("timestamp"))
+                if horizon is not None:
+                    lines_left -= 1
+                    if (stamp is not None and stamp < horizon) or lines_left < 0:
+                        done = True
+                        if not gzipped:
+                            break
                 if record_matches(data, min_level=threshold, request_id=request_id):
-                    from_file.append(LogRecord(data=data, file=path.name, offset=offset, raw=line))
-                    if path.suffix != ".gz" and len(picked) + len(from_file) >= count:
-                        break
+                    record = LogRecord(data=data, file=path.name, offset=offset, raw=line)
+                    picked.append((stamp or _EARLIEST, index, offset, record))
+                    if horizon is None and len(picked) >= count:
+                        horizon = _before(min(item[0] for item in picked), REORDER_SECONDS)
         except TruncatedGzip as exc:
             result.warnings.append(f"{path.name} is truncated or corrupt ({exc}); read what it has")
-        for record in from_file:
-            picked.append((record.timestamp or _EARLIEST, index, record.offset, record))
+        except OSError as exc:
+            result.warnings.append(f"{path.name} could not be read ({_reason(exc)}); skipped")
+        if oversized:
+            result.warnings.append(
+                f"{path.name}: skipped {oversized} line(s) longer than "
+                f"{MAX_LINE_BYTES // 2**20} MiB"
+            )
+        if done:
+            break
     picked.sort(key=lambda item: item[:3])
-    result.records = [item[3] for item in picked[-count:]] if count else []
+    result.records = [item[3] for item in picked[-count:]]
     return result
+
+
+def _before(moment: datetime, seconds: float) -> datetime:
+    try:
+        return moment - timedelta(seconds=seconds)
+    except OverflowError:
+        return _EARLIEST
 
 
 def follow(
@@ -372,14 +339,14 @@ def follow(
 
     Like `tail -F`: when the file is rotated (a new inode at the name) the rest of the
     old file is read, then the new one from its start; when it is truncated, reading
-    starts over. Yields until `should_stop()` is true.
+    starts over. Yields until `should_stop()` is true. A name that cannot be opened (a
+    directory, no permission) raises LogUnreadable: following it would print nothing.
     """
     threshold = level_threshold(level)
     path = log_dir / LOG_NAME
     stream: BinaryIO | None = None
     inode = None
-    pending = b""
-    offset = 0
+    lines = LineSplitter()
     try:
         while not should_stop():
             if stream is None:
@@ -388,18 +355,19 @@ def follow(
                 except FileNotFoundError:
                     time.sleep(poll_seconds)
                     continue
+                except OSError as exc:
+                    raise LogUnreadable(f"cannot follow {path}: {_reason(exc)}") from None
                 inode = os.fstat(stream.fileno()).st_ino
                 if not from_start:
                     stream.seek(0, os.SEEK_END)
                 from_start = True  # every later (re)open reads the new file whole
-                offset, pending = stream.tell(), b""
-            chunk = stream.read(_CHUNK)
+                lines = LineSplitter(stream.tell())
+            try:
+                chunk = stream.read(CHUNK_BYTES)
+            except OSError as exc:
+                raise LogUnreadable(f"cannot follow {path}: {_reason(exc)}") from None
             if chunk:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    start = offset
-                    offset += len(line) + 1
+                for line, start in lines.feed(chunk):
                     data = _parse(line) if line else None
                     if data is not None and record_matches(
                         data, min_level=threshold, request_id=request_id
@@ -413,9 +381,9 @@ def follow(
             if current is None or current.st_ino != inode:
                 stream.close()
                 stream = None  # rotated: the old file is drained, open the new one
-            elif current.st_size < offset + len(pending):
+            elif current.st_size < lines.offset + lines.pending:
                 stream.seek(0)  # truncated in place: start over
-                offset, pending = 0, b""
+                lines = LineSplitter()
             else:
                 time.sleep(poll_seconds)
     finally:

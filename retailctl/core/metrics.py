@@ -6,7 +6,7 @@ day × route × status class × value bucket), minus the raw rows stamped in the
 """
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +53,11 @@ class MetricsReport:
     error_routes: list[RouteStat] = field(default_factory=list)
 
     def to_document(self) -> dict[str, Any]:
-        """Return SPEC §4's `metrics --json` document."""
+        """Return SPEC §4's `metrics --json` document, with the route tables added.
+
+        `slowest_routes` (by p95) and `error_routes` (by errors) are the tables the Rich
+        view shows, five rows each; SPEC's keys stay as they are.
+        """
         return {
             "window": {
                 "days": self.window.days,
@@ -62,6 +66,8 @@ class MetricsReport:
             },
             "kpis": dict(self.kpis),
             "daily": [dict(day) for day in self.daily],
+            "slowest_routes": [asdict(route) for route in self.slowest_routes],
+            "error_routes": [asdict(route) for route in self.error_routes],
         }
 
 
@@ -168,7 +174,7 @@ def _breaker_state(conn: Connection, window: Window) -> str | None:
     latest = (
         select(m.c.metadata, m.c.value)
         .where(m.c.metric_type == CIRCUIT_BREAKER_STATE, m.c.recorded_at < window.end)
-        .order_by(m.c.recorded_at.desc(), m.c.id.desc())
+        .order_by(t.time_order(m.c.recorded_at).desc(), m.c.id.desc())
         .limit(1)
     )
     row = conn.execute(latest).first()

@@ -1,10 +1,12 @@
 """SQLAlchemy Core tables mirroring the backend's Django tables (checked by a schema test)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     Float,
@@ -14,10 +16,112 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    and_,
+    literal,
+    or_,
+    type_coerce,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import DateTime, TypeDecorator
 
 metadata = MetaData()
+
+
+class _TimeComparison(ColumnElement[bool]):
+    """`column <op> moment` for a UtcDateTime column, comparing times, not their text.
+
+    PostgreSQL compares timestamptz values. SQLite compares text, and a row may hold
+    either Django's 'YYYY-MM-DD HH:MM:SS' or the ISO 'T' separator other tools write
+    (strftime('%Y-%m-%dT%H:%M:%f')): on the moment's own day every 'T' row sorts after
+    every ' ' row. So on SQLite the comparison takes each form of that day against the
+    moment written in the same form; other days compare by their date alone. Both
+    forms stay range conditions on the bare column, so the recorded_at index serves.
+    """
+
+    type = Boolean()
+    inherit_cache = True
+    # A comparison: in a WHERE on SQLite it needs no "= 1" after it.
+    _is_implicitly_boolean = True
+    _traverse_internals = [
+        ("plain", InternalTraversal.dp_clauseelement),
+        ("textual", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: Any, op: Any, moment: datetime, plain: Any) -> None:
+        self.plain = plain
+        self.textual = _textual_comparison(column, op, moment.astimezone(UTC)).self_group()
+
+    @property
+    def _from_objects(self) -> list[Any]:
+        # The column's table: `select(func.count()).where(...)` finds its FROM here.
+        return self.plain._from_objects
+
+
+def _textual_comparison(column: Any, op: Any, moment: datetime):
+    text = type_coerce(column, String())
+    naive = moment.replace(tzinfo=None)
+    day = naive.date().isoformat()
+    if naive.time() == time() and op in (operators.ge, operators.lt):
+        # Midnight (a window's start): every row of the day, in either form, sorts at or
+        # after the bare date, and every row of an earlier day before it. One range.
+        return op(text, literal(day))
+    # 'YYYY-MM-DDT': every ' ' row of the day sorts before it, every 'T' row after it.
+    iso_day = literal(day + "T")
+    if op in (operators.ge, operators.lt):
+        # Equal times written with fewer fraction digits must not sort before the moment.
+        fraction = f"{naive.microsecond:06d}".rstrip("0")
+        stamp = naive.strftime("%H:%M:%S") + (f".{fraction}" if fraction else "")
+    else:
+        # ...nor, with more digits ('.000' for '.000000' or none), after it.
+        stamp = naive.strftime("%H:%M:%S.%f")
+    spaced, iso = literal(f"{day} {stamp}"), literal(f"{day}T{stamp}")
+    if op in (operators.ge, operators.gt):
+        # A ' ' row of the day past the moment, or any 'T' row (or later day) past it.
+        return or_(and_(op(text, spaced), text < iso_day), op(text, iso))
+    # lt, le: the negation of the above.
+    return or_(op(text, spaced), and_(text >= iso_day, op(text, iso)))
+
+
+@compiles(_TimeComparison)
+def _compile_time_comparison(element, compiler, **kw):
+    return compiler.process(element.plain, **kw)
+
+
+@compiles(_TimeComparison, "sqlite")
+def _compile_time_comparison_sqlite(element, compiler, **kw):
+    return compiler.process(element.textual, **kw)
+
+
+class time_order(ColumnElement):  # noqa: N801  (used like a SQL function)
+    """An ORDER BY key of a UtcDateTime column that orders times, not their text.
+
+    On SQLite the time as a Julian day number, whichever form the row holds; it is
+    computed for every row it orders, so use it where few rows are sorted.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+        self.type = column.type
+
+    @property
+    def _from_objects(self) -> list[Any]:
+        return self.column._from_objects
+
+
+@compiles(time_order)
+def _compile_time_order(element, compiler, **kw):
+    return compiler.process(element.column, **kw)
+
+
+@compiles(time_order, "sqlite")
+def _compile_time_order_sqlite(element, compiler, **kw):
+    return f"julianday({compiler.process(element.column, **kw)})"
 
 
 class UtcDateTime(TypeDecorator):
@@ -25,11 +129,20 @@ class UtcDateTime(TypeDecorator):
 
     On SQLite Django stores 'YYYY-MM-DD HH:MM:SS[.ffffff]' and compares as text, so bound
     values use that very format (SQLAlchemy's own always adds '.000000', which sorts after
-    a row stored at the same whole second). Results are aware UTC datetimes everywhere.
+    a row stored at the same whole second), and comparisons with a datetime also match
+    rows written with the ISO 'T' separator (_TimeComparison). Results are aware UTC
+    datetimes everywhere, whichever form a row holds.
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    class comparator_factory(TypeDecorator.Comparator):  # noqa: N801  (SQLAlchemy's name)
+        def operate(self, op, *other, **kwargs):
+            plain = super().operate(op, *other, **kwargs)
+            if op in _ORDERINGS and len(other) == 1 and isinstance(other[0], datetime):
+                return _TimeComparison(self.expr, op, other[0], plain)
+            return plain
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
@@ -54,6 +167,9 @@ class UtcDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+_ORDERINGS = (operators.lt, operators.le, operators.gt, operators.ge)
 
 
 product = Table(

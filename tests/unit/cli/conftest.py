@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 _spec = importlib.util.spec_from_file_location(
     "_read_model_fixtures", Path(__file__).parents[1] / "core" / "conftest.py"
 )
@@ -13,3 +15,9 @@ sqlite_template = _fixtures.sqlite_template
 postgres_session_url = _fixtures.postgres_session_url
 database_url = _fixtures.database_url
 rows = _fixtures.rows
+
+
+@pytest.fixture(autouse=True)
+def _no_columns_from_the_shell(monkeypatch):
+    """Off a terminal the CLI takes COLUMNS as its width: a test sets it where it means to."""
+    monkeypatch.delenv("COLUMNS", raising=False)

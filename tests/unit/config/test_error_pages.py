@@ -82,3 +82,13 @@ def test_openapi_schema_is_published(client):
     assert schema["openapi"].startswith("3.")
     assert "/api/orders/" in schema["paths"]
     assert "/api/orders/{order_id}/refund/" in schema["paths"]
+
+
+def test_every_404_says_the_same_in_the_same_json_spacing(client):
+    """An unknown URL and an unknown object answer one detail, written as compactly as DRF."""
+    unknown_url = client.get("/nope/", headers={"X-Request-ID": "nf-1"})
+    unknown_object = client.get("/api/products/999999/", headers={"X-Request-ID": "nf-2"})
+    assert unknown_url.content == b'{"error":"not_found","detail":"Not found.","request_id":"nf-1"}'
+    assert (
+        unknown_object.content == b'{"error":"not_found","detail":"Not found.","request_id":"nf-2"}'
+    )

@@ -129,6 +129,7 @@ def test_empty_window_gives_zeros_and_nulls(engine):
     assert [set(day) for day in document["daily"]] == [
         {"date", "orders", "refunds", "requests", "errors"}
     ] * 3
+    assert document["slowest_routes"] == document["error_routes"] == []
 
 
 def test_breaker_state_is_the_latest_change(rows, engine):
@@ -147,6 +148,42 @@ def test_breaker_state_is_the_latest_change(rows, engine):
     )
     with engine.connect() as conn:
         assert metrics_summary(conn, days=1, now=NOW).kpis["circuit_breaker_state"] == "half_open"
+
+
+def test_rows_written_with_the_iso_t_separator_count_as_any_other(rows, engine, database_url):
+    """SQLite rows stamped strftime('%Y-%m-%dT%H:%M:%f') count by time, not by their text.
+
+    On today's date every 'T' row sorts after every ' ' row as text, so they were all
+    taken for rows stamped after `now` and subtracted: 52 requests where 62 were recorded.
+    """
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL stores timestamptz values, not text")
+    at = NOW - timedelta(minutes=30)
+    rows.metrics([("avg_response_time", 5.0, {"route": "/django/"}, at)] * 52)
+    insert = (
+        "INSERT INTO retail_metric (metric_type, value, metadata, recorded_at) "
+        "VALUES (:kind, :value, :metadata, strftime('%Y-%m-%dT%H:%M:%f', :at))"
+    )
+    text = "%Y-%m-%d %H:%M:%S"
+    for minutes in range(10):
+        stamp = (NOW - timedelta(minutes=minutes + 1)).strftime(text)
+        rows.execute(insert, kind="avg_response_time", value=7.0, metadata="{}", at=stamp)
+    future = (NOW + timedelta(minutes=5)).strftime(text)
+    rows.execute(insert, kind="avg_response_time", value=9.0, metadata="{}", at=future)
+    # The breaker opened (a ' ' row) and closed a minute later (a 'T' row): it is closed.
+    rows.metric("circuit_breaker_state", 1, {"to": "open"}, NOW - timedelta(minutes=2))
+    closed = '{"to": "closed"}'
+    stamp = (NOW - timedelta(minutes=1)).strftime(text)
+    rows.execute(insert, kind="circuit_breaker_state", value=0.0, metadata=closed, at=stamp)
+    with engine.connect() as conn:
+        kpis = metrics_summary(conn, days=1, now=NOW).kpis
+        raw = conn.execute(
+            select(t.metric.c.recorded_at).where(t.metric.c.metric_type == "avg_response_time")
+        ).scalars()
+        assert sum(1 for recorded_at in raw if recorded_at < NOW) == 62
+    assert kpis["requests_total"] == 62
+    assert kpis["avg_response_time_ms"] == pytest.approx((52 * 5 + 10 * 7) / 62, abs=1e-3)
+    assert kpis["circuit_breaker_state"] == "closed"
 
 
 def test_slowest_and_error_routes(rows, engine):

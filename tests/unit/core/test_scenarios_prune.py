@@ -64,7 +64,7 @@ def test_a2_verdicts_from_success_rate_and_fast_fail_p99(rows, engine):
     a2 = _verify(engine)["A2"]
     assert (a2["status"], a2["payment_success_rate"]) == (PASS, 95.0)
     assert a2["fast_fail_p99_ms"] == pytest.approx(4.0, rel=0.01)
-    assert a2["fast_fail_samples"] == 4
+    assert (a2["fast_fails"], a2["fast_fails_after_reservation"]) == (4, 1)
     rows.metric("payment_fast_fail", 250.0, {"reason": "circuit_open"}, at)
     document = _verify(engine)
     assert document["A2"]["status"] == FAIL

@@ -160,3 +160,21 @@ def test_only_checkouts_spend_the_budget(client, products):
     """A GET on the collection (405) does not use up the client's checkouts."""
     assert client.get("/api/orders/").status_code == 405
     assert _order(client, products["TEE-1"]).status_code == 201
+
+
+@pytest.mark.django_db
+@override_settings(RETAIL_CHECKOUT_RATE="1/h")
+def test_retry_after_says_the_seconds_the_body_says(client, products):
+    """The 429's Retry-After equals the wait stated in its detail (it said 17 beside 16)."""
+    import re
+
+    tee = products["TEE-1"]
+    assert _order(client, tee).status_code == 201
+    response = _order(client, tee)
+    assert response.status_code == 429
+    stated = re.fullmatch(
+        r"Request was throttled\. Expected available in (\d+) seconds?\.",
+        response.json()["detail"],
+    )
+    assert stated is not None, response.json()["detail"]
+    assert response["Retry-After"] == stated.group(1)

@@ -82,7 +82,7 @@ def test_client_errors_are_warnings(client):
         records = _records(request_id)
         assert [r["event"] for r in records] == ["http.request", "http.response"]
         assert records[1]["level"] == "WARNING" and records[1]["status_code"] == 404
-    assert _records("warn-2")[1]["route"] is None  # no URL pattern matched
+    assert _records("warn-2")[1]["route"] == "<unmatched>"  # no URL pattern matched
 
 
 def test_an_unhandled_exception_is_logged_exactly_once_with_its_traceback(monkeypatch):
@@ -389,3 +389,61 @@ def test_requests_log_through_the_fields_path_in_the_production_configuration(
             "event",
         ]
         assert response_record["service"] == "backend"
+
+
+def test_a_nul_in_the_path_is_recorded_percent_encoded_and_every_row_written(monkeypatch):
+    """`/api/x%00/` between two requests: its path is logged and stored as `/api/x%00/`, and
+    the buffered rows of all three requests reach the database (jsonb refuses a raw NUL)."""
+    from retail import metrics as retail_metrics
+
+    buffer = retail_metrics.MetricBuffer(flush_interval=60)
+    monkeypatch.setattr(retail_metrics, "_buffer", buffer)
+    retail_metrics.set_synchronous_metrics(False)
+    try:
+        client = Client()
+        statuses = [
+            client.get(path, headers={"X-Request-ID": f"nul-{n}"}).status_code
+            for n, path in enumerate(["/api/products/", "/api/x%00/", "/api/products/999999/"])
+        ]
+        assert buffer.flush() is True
+    finally:
+        retail_metrics.set_synchronous_metrics(True)
+        buffer.close()
+    assert statuses == [200, 404, 404]
+    rows = list(Metric.objects.order_by("id").values_list("metric_type", "metadata"))
+    assert [kind for kind, _ in rows] == [
+        "avg_response_time",
+        "avg_response_time",
+        "error_rate",
+        "avg_response_time",
+        "error_rate",
+    ]
+    assert rows[1][1]["path"] == rows[2][1]["path"] == "/api/x%00/"
+    assert rows[1][1]["route"] == "<unmatched>"
+    logged = [r for r in _records("nul-1") if r.get("event") in ("http.request", "http.response")]
+    assert [r["path"] for r in logged] == ["/api/x%00/", "/api/x%00/"]
+
+
+def test_control_characters_in_a_path_are_percent_encoded_and_the_rest_kept(client):
+    """Escapes and C1 controls are encoded as the client sent them; other text stays."""
+    client.get("/api/caf%C3%A9/%1B%5B2J%C2%9B/", headers={"X-Request-ID": "ctl-1"})
+    [response] = [r for r in _records("ctl-1") if r.get("event") == "http.response"]
+    assert response["path"] == "/api/café/%1B[2J%C2%9B/"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unmatched_paths_share_one_route_and_one_rollup_key():
+    """50 distinct unknown paths: route `<unmatched>` on the line and the rows, one rollup key,
+    and "Top error routes" shows `<unmatched>`, never the client's text (SPEC §3.6)."""
+    from retail import selectors
+    from retail.rollups import MetricRollup
+
+    client = Client()
+    for n in range(50):
+        client.get(f"/no-such-{n}/\x1b[31mred/", headers={"X-Request-ID": f"unmatched-{n}"})
+    [response] = [r for r in _records("unmatched-7") if r.get("event") == "http.response"]
+    assert response["route"] == "<unmatched>" and response["status_code"] == 404
+    keys = set(MetricRollup.objects.values_list("metric_type", "route"))
+    assert keys == {("avg_response_time", "<unmatched>"), ("error_rate", "<unmatched>")}
+    report = selectors.metrics_report(days=1)
+    assert [(r.route, r.errors) for r in report.error_routes] == [("<unmatched>", 50)]

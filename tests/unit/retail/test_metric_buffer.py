@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import OperationalError
+from django.db import DataError, OperationalError
 from django.test import Client
 
 from retail import metrics
@@ -241,3 +241,67 @@ def test_a_process_that_exits_normally_leaves_every_row_postgresql(fresh_postgre
     with psycopg.connect(fresh_postgres_url) as conn:
         (count,) = conn.execute("SELECT count(*) FROM retail_metric").fetchone()
     assert count == 1234
+
+
+def test_a_refused_row_is_isolated_and_a_lost_connection_keeps_the_rest():
+    """Halving isolates each refused row; a connection error mid-way keeps the unwritten rows."""
+    calls: list[list[float]] = []
+    written: list[float] = []
+    connection_lost = False
+    logged = len(_log_records("metric.refused"))
+
+    def writer(rows):
+        values = [row[1] for row in rows]
+        calls.append(values)
+        if connection_lost and len(calls) > 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        if any(value in (3.0, 12.0) for value in values):
+            raise DataError("unsupported Unicode escape sequence")
+        written.extend(values)
+
+    buffer = MetricBuffer(writer=writer, flush_interval=60)
+    try:
+        for n in range(16):
+            buffer.add(_row(n))
+        assert buffer.flush() is True
+        assert written == [n for n in range(16) if n not in (3, 12)]
+        assert len(calls) < 16  # halves, not one call per row
+        calls.clear()
+        written.clear()
+        connection_lost = True
+        for n in range(16):
+            buffer.add(_row(n))
+        assert buffer.flush() is False
+        # [0..15] refused, [0..7] refused, [0..3] refused, then the connection dropped:
+        # every row not written is kept, in order, for the retry.
+        assert [row[1] for row in buffer._rows] == [float(n) for n in range(16)]
+    finally:
+        buffer._rows.clear()
+        buffer.close()
+    [refused] = _log_records("metric.refused")[logged:]
+    assert refused["refused"] == 2 and refused["level"] == "WARNING"
+
+
+@pytest.mark.django_db
+def test_rows_the_database_refuses_are_dropped_and_counted_the_rest_written():
+    """A NUL (refused by PostgreSQL's jsonb) or a lone surrogate only loses its own row."""
+    from django.db import connection
+
+    logged = len(_log_records("metric.refused"))
+    buffer = MetricBuffer(flush_interval=60)
+    good = [("stock_conflicts", float(n), {"n": n}, datetime.now(UTC)) for n in range(20)]
+    nul = ("stock_conflicts", 100.0, {"path": "/api/x\x00/"}, datetime.now(UTC))
+    surrogate = ("stock_conflicts\ud800", 101.0, {}, datetime.now(UTC))
+    try:
+        for row in [*good[:10], nul, surrogate, *good[10:]]:
+            buffer.add(row)
+        assert buffer.flush() is True
+    finally:
+        buffer.close()
+    values = list(Metric.objects.order_by("id").values_list("value", flat=True))
+    refused_by_postgres = connection.vendor == "postgresql"
+    expected = [*range(10), *([] if refused_by_postgres else [100]), *range(10, 20)]
+    assert values == [float(v) for v in expected]
+    [warning] = _log_records("metric.refused")[logged:]
+    assert warning["refused"] == (2 if refused_by_postgres else 1)
+    assert "\x00" not in warning["message"] and "/api/x" not in warning["message"]

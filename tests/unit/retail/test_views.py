@@ -91,6 +91,15 @@ def test_api_rejects_bad_days(staff_client):
     assert staff_client.get("/metrics/api/?days=0").status_code == 400
 
 
+@pytest.mark.parametrize("url", [*PAGES, "/metrics/api/"])
+@pytest.mark.parametrize("days", ["%C2%B2", "%D9%A3", "3%C2%B9", "%EF%BC%97"])
+def test_digits_other_than_ascii_are_bad_days_not_a_500(staff_client, url, days):
+    """'²', Arabic-Indic '٣', full-width '７': str.isdigit() takes them; they answer 400 JSON."""
+    response = staff_client.get(f"{url}?days={days}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
 @pytest.mark.parametrize("url", [*PAGES, *MACHINE])
 def test_every_page_answers_503_json_when_the_read_model_fails(staff_client, monkeypatch, url):
     """A read model that does not answer gives a JSON 503 on every page, never a traceback."""
