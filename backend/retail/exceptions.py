@@ -72,9 +72,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 def json_error(status: int, code: str, detail: Any) -> JsonResponse:
     """Answer a plain Django view's error in SPEC's JSON shape, compact as DRF writes it."""
-    return JsonResponse(
+    response = JsonResponse(
         error_body(code, detail), status=status, json_dumps_params={"separators": (",", ":")}
     )
+    # The error group of this answer is read from here (retail.fingerprints.error_code_of).
+    response.error_code = code
+    return response
 
 
 def method_not_allowed(allowed: tuple[str, ...]) -> JsonResponse:

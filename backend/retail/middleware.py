@@ -14,6 +14,7 @@ from django.core.signals import got_request_exception
 from django.utils.functional import SimpleLazyObject, empty
 
 from retail.context import request_id_var
+from retail.fingerprints import error_code_of, error_fingerprint, exception_label
 from retail.logging import log_fields
 from retail.metrics import AVG_RESPONSE_TIME, ERROR_RATE, record_metric
 from retail.tracing import request_trace, span_set_status_code
@@ -57,6 +58,19 @@ def request_id_from(inbound: str | None) -> str:
     if inbound and _VALID_REQUEST_ID.fullmatch(inbound):
         return inbound
     return _uuid4()
+
+
+def _error_group(route: str | None, status: int, response: Any, exc_info: Any) -> dict:
+    """Return the error-group keys (SPEC §3.6) of an error answer."""
+    exception = exception_label(exc_info) if exc_info else None
+    error = error_code_of(response)
+    return {
+        "fingerprint": error_fingerprint(
+            route=route, status=status, error=error, exception=exception
+        ),
+        "error": error,
+        "exception": exception,
+    }
 
 
 def _span_finish(span: Any, request: Any, response: Any) -> None:
@@ -190,12 +204,14 @@ class ObservabilityMiddleware:
         }
         if self.log_client_ip:
             fields["ip"] = request.META.get("REMOTE_ADDR")
-        level, exc_info = logging.INFO, None
-        if status >= 500:
-            # Popped: the traceback references the request's frames (a reference cycle).
-            level, exc_info = logging.ERROR, request.__dict__.pop(_EXC_INFO_ATTR, None)
-        elif status >= 400:
+        level, exc_info, group = logging.INFO, None, None
+        if status >= 400:
             level = logging.WARNING
+            if status >= 500:
+                # Popped: the traceback references the request's frames (a reference cycle).
+                level, exc_info = logging.ERROR, request.__dict__.pop(_EXC_INFO_ATTR, None)
+            group = _error_group(route, status, response, exc_info)
+            fields["fingerprint"] = group["fingerprint"]
         log_fields(_http_logger, level, fields, exc_info)
         if request.path_info.startswith(self.uncounted_prefixes):
             return
@@ -204,7 +220,7 @@ class ObservabilityMiddleware:
             duration_ms,
             {"method": method, "route": route, "path": path, "status_code": status},
         )
-        if status >= 400:
+        if group is not None:
             record_metric(
                 ERROR_RATE,
                 1,
@@ -214,5 +230,7 @@ class ObservabilityMiddleware:
                     "method": method,
                     "route": route,
                     "path": path,
+                    "request_id": request_id_var.get(),
+                    **group,
                 },
             )
