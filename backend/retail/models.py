@@ -23,4 +23,5 @@ class Metric(models.Model):
         return f"{self.metric_type}={self.value} @ {self.recorded_at:%Y-%m-%d %H:%M:%S}"
 
 
+from retail.alerts import Alert  # noqa: E402,F401  (alert state written by `retailctl alert`)
 from retail.rollups import MetricRollup  # noqa: E402,F401  (registers the read-model table)

@@ -70,6 +70,7 @@ _DATA_TABLES = (
     "catalog_product",
     "retail_metric",
     "retail_metric_rollup",
+    "retail_alert",
 )
 
 
