@@ -6,6 +6,7 @@ The engine is built from Django's DATABASES setting, so the dashboard, /metrics/
 
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
+from retailctl.core.alerts import alerts_firing
+from retailctl.core.anomalies import Verdict, anomalies_find
 from retailctl.core.metrics import (
     LifetimeTotals,
     MetricsReport,
@@ -88,3 +91,15 @@ def scenarios_document(*, days: int) -> dict[str, dict[str, Any]]:
     """Return the A1/A2 verdicts (as `retailctl scenarios --json`)."""
     with _engine().connect() as conn:
         return scenarios_verify(conn, days=days)
+
+
+def alerts_firing_document() -> list[dict[str, Any]]:
+    """Return the rules firing as `retailctl alert` last left them."""
+    with _engine().connect() as conn:
+        return [state.to_document() for state in alerts_firing(conn)]
+
+
+def anomalies_recent(*, days: int = 1) -> list[Verdict]:
+    """Return the hours of the last `days` days that stood out (as `retailctl anomalies`)."""
+    with _engine().connect() as conn:
+        return anomalies_find(conn, days=days, now=datetime.now(UTC))

@@ -257,7 +257,13 @@ class _Reader:
         try:
             self.document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"{source}: invalid TOML: {exc}") from None
+            where = re.search(r" \(at line (\d+), column (\d+)\)$", str(exc))
+            if where is None:
+                raise UsageError(f"{source}: invalid TOML: {exc}") from None
+            reason = str(exc)[: where.start()]
+            raise UsageError(
+                f"{source}, line {where[1]}: invalid TOML: {reason} (column {where[2]})"
+            ) from None
 
     def fail(self, line: int, message: str):
         where = f"{self.source}, line {line}" if line else self.source

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Integer, and_, case, cast, func, select
+from sqlalchemy import Connection, Integer, and_, case, cast, func, select, text
 
 from retailctl.core import tables as t
 from retailctl.core.metrics import AVG_RESPONSE_TIME, ERROR_RATE, PAID_STATUSES
@@ -106,7 +106,7 @@ def hourly_stats(conn: Connection, hours: Iterable[datetime]) -> dict[datetime, 
         buckets = (
             select(metric_hour, _bucket_sql(m.c.value), func.count())
             .where(m.c.metric_type == AVG_RESPONSE_TIME, in_span)
-            .group_by(1, 2)
+            .group_by(text("1"), text("2"))
         )
         for key, bucket, count in conn.execute(buckets):
             hour = _hour_of(key)
@@ -115,13 +115,13 @@ def hourly_stats(conn: Connection, hours: Iterable[datetime]) -> dict[datetime, 
         counted = (
             select(metric_hour, func.count())
             .where(m.c.metric_type == ERROR_RATE, in_span)
-            .group_by(1)
+            .group_by(text("1"))
         )
         errors.update({_hour_of(key): int(count) for key, count in conn.execute(counted)})
         paid = (
             select(paid_hour, func.count())
             .where(o.c.paid_at >= start, o.c.paid_at < end, o.c.status.in_(PAID_STATUSES))
-            .group_by(1)
+            .group_by(text("1"))
         )
         orders.update({_hour_of(key): int(count) for key, count in conn.execute(paid)})
     return {

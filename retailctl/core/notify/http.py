@@ -1,11 +1,16 @@
 """The one HTTP POST every HTTP notifier makes: JSON, a timeout, errors without secrets."""
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from retailctl.core.notify import NotifierError
+
+# httpx logs every request's full URL at INFO, and a Slack webhook's path is its secret:
+# a process that sends notifications keeps that logger to warnings.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str] | None = None):
