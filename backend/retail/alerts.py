@@ -23,6 +23,9 @@ class Alert(models.Model):
     pending_since = models.DateTimeField(null=True, blank=True)
     last_value = models.FloatField(null=True, blank=True)
     summary = models.CharField(max_length=500, default="", blank=True)
+    # The evidence of the last evaluation; an anomaly rule's judged hour, kept so that the
+    # runs after the first one of an hour reuse its verdict.
+    detail = models.JSONField(null=True, blank=True)
     last_evaluated_at = models.DateTimeField()
     last_notified_at = models.DateTimeField(null=True, blank=True)
     # The transition still owed to notifiers that failed: event, time, pending names, errors.

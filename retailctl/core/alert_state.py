@@ -40,6 +40,7 @@ class AlertState:
     pending_since: datetime | None
     last_value: float | None
     summary: str
+    detail: dict[str, Any] | None
     last_evaluated_at: datetime
     last_notified_at: datetime | None
     outbox: dict[str, Any] | None
@@ -205,6 +206,7 @@ def state_settle(
     active: bool,
     value: float | None,
     summary: str,
+    detail: dict[str, Any],
     now: datetime,
     notifiers: dict[str, NotifierConfig],
 ) -> tuple[AlertState, Step, dict[str, Any] | None]:
@@ -222,6 +224,7 @@ def state_settle(
             "severity": rule.severity,
             "last_value": value,
             "summary": summary[:500],
+            "detail": detail,
             "last_evaluated_at": now,
         }
         outbox = row.outbox

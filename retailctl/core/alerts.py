@@ -62,9 +62,13 @@ class Condition:
 class _Evaluation:
     """The reads of one run, shared by its rules."""
 
-    def __init__(self, conn: Connection, now: datetime):
+    def __init__(
+        self, conn: Connection, now: datetime, previous: dict[str, AlertState] | None = None
+    ):
         self.conn = conn
         self.now = now
+        self.previous = previous or {}
+        self.hour = last_complete_hour(now)
         self._reports: dict[timedelta, MetricsReport] = {}
         self._scenarios: dict[int, dict] = {}
         self._verdicts: dict[str, Verdict] | None = None
@@ -85,10 +89,19 @@ class _Evaluation:
 
     def verdict(self, series: str) -> Verdict | None:
         if self._verdicts is None:
-            hour = last_complete_hour(self.now)
-            found = verdicts_for(self.conn, [hour], ANOMALY_SERIES)
+            found = verdicts_for(self.conn, [self.hour], ANOMALY_SERIES)
             self._verdicts = {v.series: v for v in found}
         return self._verdicts.get(series)
+
+    def judged(self, rule: Rule) -> Condition | None:
+        """Return the condition an earlier run found for this hour, if one did."""
+        row = self.previous.get(rule.name)
+        detail = row.detail if row else None
+        if not detail or detail.get("hour") != self.hour.isoformat():
+            return None
+        if detail.get("metric") != rule.metric:
+            return None
+        return Condition(bool(detail.get("anomalous")), row.last_value, row.summary, detail)
 
 
 def _where(rule: Rule) -> str:
@@ -146,10 +159,19 @@ def _scenario(evaluation: _Evaluation, rule: Rule) -> Condition:
 
 
 def _anomaly(evaluation: _Evaluation, rule: Rule) -> Condition:
+    """Judge the last complete hour once: later runs of the hour reuse the stored verdict."""
+    judged = evaluation.judged(rule)
+    if judged is not None:
+        return judged
     verdict = evaluation.verdict(rule.metric)
     if verdict is None:
-        return Condition(False, None, f"{rule.metric}: not enough history or traffic to judge")
-    detail = verdict.to_document()
+        return Condition(
+            False,
+            None,
+            f"{rule.metric}: not enough history or traffic to judge",
+            {"hour": evaluation.hour.isoformat(), "metric": rule.metric, "anomalous": False},
+        )
+    detail = {**verdict.to_document(), "metric": rule.metric}
     hour = f"{verdict.hour:%Y-%m-%d %H:00} UTC"
     band = f"{verdict.low:.4g}-{verdict.high:.4g}"
     summary = f"{rule.metric} {verdict.observed:.4g} in the hour from {hour}; expected {band} "
@@ -253,7 +275,8 @@ def alert_run(
     now = (now or datetime.now(UTC)).astimezone(UTC)
     _schema_check(engine)
     with engine.connect() as conn:
-        evaluation = _Evaluation(conn, now)
+        previous = {state.rule: state for state in alert_states(conn)}
+        evaluation = _Evaluation(conn, now, previous)
         conditions = [(rule, condition_evaluate(evaluation, rule)) for rule in rule_set.rules]
     notifiers = {notifier.name: notifier for notifier in rule_set.notifiers}
     outcomes = []
@@ -270,6 +293,7 @@ def alert_run(
             active=condition.active,
             value=condition.value,
             summary=condition.summary,
+            detail=condition.detail,
             now=now,
             notifiers=notifiers,
         )

@@ -117,6 +117,7 @@ class Verdict:
             "high": round(self.high, 3),
             "score": round(self.score, 2),
             "direction": self.direction,
+            "anomalous": self.anomalous,
             "basis": self.basis,
             "references": self.references,
         }

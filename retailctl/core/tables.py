@@ -168,6 +168,7 @@ alert = Table(
     Column("pending_since", UtcDateTime, nullable=True),
     Column("last_value", Float, nullable=True),
     Column("summary", String(500), nullable=False),
+    Column("detail", JSON, nullable=True),
     Column("last_evaluated_at", UtcDateTime, nullable=False),
     Column("last_notified_at", UtcDateTime, nullable=True),
     Column("outbox", JSON, nullable=True),

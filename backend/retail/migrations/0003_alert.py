@@ -21,6 +21,7 @@ class Migration(migrations.Migration):
                 ('pending_since', models.DateTimeField(blank=True, null=True)),
                 ('last_value', models.FloatField(blank=True, null=True)),
                 ('summary', models.CharField(blank=True, default='', max_length=500)),
+                ('detail', models.JSONField(blank=True, null=True)),
                 ('last_evaluated_at', models.DateTimeField()),
                 ('last_notified_at', models.DateTimeField(blank=True, null=True)),
                 ('outbox', models.JSONField(blank=True, null=True)),
