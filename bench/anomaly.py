@@ -11,8 +11,10 @@ Consecutive flagged hours of one series are one alarm; an alarm overlapping an a
 anomalies of 3x or more, <= 1 false alarm a week, better than both baselines on both.
 
 Part 2: `retailctl alert --json` with the built-in rules over the 10M-row data set of
-bench/metrics_query.py (built there, reused), as cron runs it (a fresh process): median
-of 5 runs after one warm-up. Target: < 1 s.
+bench/metrics_query.py (built there, reused), as cron runs it (a fresh process each
+time), after one warm-up: the first run of an hour (which judges the hour's anomalies)
+and a later run of the same hour (which reuses that verdict), 5 of each, medians.
+Target: < 1 s.
 
 Usage: python bench/anomaly.py [--seed 1] [--seeds 10] [--skip-alert] [--rows 10000000] [--json]
 """
@@ -21,7 +23,9 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import random
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -294,7 +298,14 @@ def _metrics_query():
     return module
 
 
+def _forget_judged_hours(path: Path) -> None:
+    """Make the next run judge the last hour afresh, as the first run of an hour does."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE retail_alert SET detail = NULL")
+
+
 def alert_timing(rows: int, runs: int) -> dict:
+    """Time `retailctl alert --json` as cron runs it: the hour's first run, and the others."""
     path = _metrics_query().build_sqlite(rows)
     command = [
         sys.executable,
@@ -305,27 +316,32 @@ def alert_timing(rows: int, runs: int) -> dict:
         "--database-url",
         f"sqlite:///{path}",
     ]
-    env_free = {"RETAIL_ALERT_RULES": ""}
-    import os
+    env = {**os.environ, "RETAIL_ALERT_RULES": ""}
 
-    env = {**os.environ, **env_free}
-    subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, env=env)  # warm-up
-    times, document = [], {}
-    for _ in range(runs):
+    def timed() -> tuple[float, dict]:
         began = time.perf_counter()
         done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, env=env)
-        times.append(time.perf_counter() - began)
+        seconds = time.perf_counter() - began
         if done.returncode not in (0, 1):
             raise RuntimeError(f"retailctl alert exited {done.returncode}: {done.stderr.decode()}")
-        document = json.loads(done.stdout)
-    median = statistics.median(times)
+        return seconds, json.loads(done.stdout)
+
+    timed()  # warm-up: imports and the database file in the page cache
+    first, later, document = [], [], {}
+    for _ in range(runs):
+        _forget_judged_hours(path)
+        first.append(timed()[0])
+        seconds, document = timed()
+        later.append(seconds)
     return {
         "rows": rows,
-        "median_s": round(median, 3),
-        "runs_s": [round(t, 3) for t in times],
+        "first_run_of_hour_median_s": round(statistics.median(first), 3),
+        "first_run_of_hour_s": [round(t, 3) for t in first],
+        "later_runs_median_s": round(statistics.median(later), 3),
+        "later_runs_s": [round(t, 3) for t in later],
         "rules": len(document.get("rules", [])),
         "firing": document.get("firing", 0),
-        "target_met": median < 1.0,
+        "target_met": statistics.median(first) < 1.0 and statistics.median(later) < 1.0,
     }
 
 
@@ -365,10 +381,19 @@ def main() -> None:
     if "alert" in report:
         a = report["alert"]
         print(
-            f"`retailctl alert --json`, built-in rules ({a['rules']}), {a['rows']:,} metric rows: "
-            f"median {a['median_s']:.3f} s of {a['runs_s']}  target < 1 s: "
-            f"{'met' if a['target_met'] else 'NOT met'}"
+            f"`retailctl alert --json`, built-in rules ({a['rules']}, {a['firing']} firing), "
+            f"{a['rows']:,} metric rows, fresh process each run:"
         )
+        first = a["first_run_of_hour_median_s"]
+        print(
+            f"  first run of an hour (anomalies judged): median {first:.3f} s "
+            f"of {a['first_run_of_hour_s']}"
+        )
+        print(
+            f"  later runs of the hour (verdict reused):  median {a['later_runs_median_s']:.3f} s "
+            f"of {a['later_runs_s']}"
+        )
+        print(f"  target < 1 s: {'met' if a['target_met'] else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,11 @@ def _where(rule: Rule) -> str:
     return f"rule {rule.name!r}" + (f" (line {rule.line})" if rule.line else "")
 
 
+def _summary(rule: Rule, active: bool, measured: str) -> str:
+    """Return the rule's own summary (when it fires) followed by what was measured."""
+    return f"{rule.summary} ({measured})" if active and rule.summary else measured
+
+
 def _number(value: Any) -> str:
     return "n/a" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -139,8 +144,10 @@ def _threshold(evaluation: _Evaluation, rule: Rule) -> Condition:
     else:
         active = _COMPARE[rule.op](float(value), float(rule.value))
         number = float(value)
-    summary = rule.summary or (
-        f"{rule.metric} = {_number(value)} over {window} ({rule.op} {_number(rule.value)})"
+    summary = _summary(
+        rule,
+        active,
+        f"{rule.metric} = {_number(value)} over {window} ({rule.op} {_number(rule.value)})",
     )
     return Condition(active, number, summary, {"kpi": rule.metric, "window": window})
 
@@ -154,7 +161,7 @@ def _scenario(evaluation: _Evaluation, rule: Rule) -> Condition:
     )
     evidence = {k: v for k, v in result.items() if k not in ("status",)}
     active = result["status"] == FAIL
-    summary = rule.summary if active and rule.summary else f"{rule.metric} {result['status']}"
+    summary = _summary(rule, active, f"{rule.metric} {result['status']}")
     return Condition(active, None if value is None else float(value), summary, evidence)
 
 
@@ -175,9 +182,7 @@ def _anomaly(evaluation: _Evaluation, rule: Rule) -> Condition:
     hour = f"{verdict.hour:%Y-%m-%d %H:00} UTC"
     band = f"{verdict.low:.4g}-{verdict.high:.4g}"
     summary = f"{rule.metric} {verdict.observed:.4g} in the hour from {hour}; expected {band} "
-    summary += f"({verdict.basis} baseline)"
-    if verdict.anomalous and rule.summary:
-        summary = rule.summary
+    summary = _summary(rule, verdict.anomalous, summary + f"({verdict.basis} baseline)")
     return Condition(verdict.anomalous, verdict.observed, summary, detail)
 
 

@@ -241,3 +241,16 @@ def test_string_kpis_compare_as_text(engine, rows, extra_rule, state):
         source="test",
     )
     assert alert_run(engine, rules, now=T0).outcomes[0].state == state
+
+
+def test_built_in_scenario_rule_fires_on_an_a1_failure_with_its_summary(engine, rows):
+    """A stock ledger that does not balance makes the built-in A1 rule fire, saying what A1 is."""
+    from retailctl.core.rules import default_rules
+
+    rows.product(stock=10)  # ten in stock, no ledger movement: the ledger does not balance
+    run = alert_run(engine, default_rules(), now=T0)
+    (a1,) = [o for o in run.firing]
+    assert a1.rule.name == "a1_oversell" and a1.transition == "firing"
+    assert a1.condition.summary.startswith("Scenario A1 FAILs: stock went negative or the stock")
+    assert a1.condition.summary.endswith("(A1 FAIL)")
+    assert a1.condition.detail["ledger_mismatched_products"] == 1
