@@ -65,8 +65,9 @@ def _render(run) -> None:
         table.add_column(name)
     for outcome in run.outcomes:
         state = Text(outcome.state, style=_STYLE.get(outcome.state, ""))
+        since = outcome.since
         if outcome.pending_since and outcome.state != "firing":
-            state = Text("pending", style="yellow")
+            state, since = Text("pending", style="yellow"), outcome.pending_since
         if outcome.transition:
             state.append(f" ({_MARK[outcome.transition]})", style="bold")
         notified = ", ".join(outcome.delivery.delivered)
@@ -76,7 +77,7 @@ def _render(run) -> None:
             plain(outcome.rule.name),
             outcome.rule.severity,
             state,
-            f"{outcome.since:%Y-%m-%d %H:%M}",
+            f"{since:%Y-%m-%d %H:%M}",
             plain(outcome.condition.summary),
             plain(notified),
         )
