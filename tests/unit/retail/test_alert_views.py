@@ -3,20 +3,12 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from retail import selectors
 from retail.alerts import Alert
 from retail.models import Metric
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_user("boss", password="pw-unused-77", is_staff=True)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -14,13 +14,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_user("boss", password="pw-unused-77", is_staff=True)
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def traffic():
     Metric.objects.create(
         metric_type="avg_response_time",
