@@ -298,10 +298,20 @@ def _metrics_query():
     return module
 
 
-def _forget_judged_hours(path: Path) -> None:
-    """Make the next run judge the last hour afresh, as the first run of an hour does."""
+def _forget_judged_hours(path: Path, *, everything: bool = False) -> None:
+    """Make the next run judge the last hour afresh, as the first run of an hour does.
+
+    With `everything`, forget every cached hour too: the first run on a database that
+    has history but has never been judged (it reads each reference hour's raw rows).
+    """
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE retail_alert SET detail = NULL")
+        if everything:
+            conn.execute("DELETE FROM retail_metric_hourly")
+        else:
+            conn.execute(
+                "DELETE FROM retail_metric_hourly WHERE hour >= datetime('now', '-2 hours')"
+            )
 
 
 def alert_timing(rows: int, runs: int) -> dict:
@@ -327,6 +337,8 @@ def alert_timing(rows: int, runs: int) -> dict:
         return seconds, json.loads(done.stdout)
 
     timed()  # warm-up: imports and the database file in the page cache
+    _forget_judged_hours(path, everything=True)
+    never_judged = timed()[0]
     first, later, document = [], [], {}
     for _ in range(runs):
         _forget_judged_hours(path)
@@ -335,6 +347,7 @@ def alert_timing(rows: int, runs: int) -> dict:
         later.append(seconds)
     return {
         "rows": rows,
+        "first_run_ever_s": round(never_judged, 3),
         "first_run_of_hour_median_s": round(statistics.median(first), 3),
         "first_run_of_hour_s": [round(t, 3) for t in first],
         "later_runs_median_s": round(statistics.median(later), 3),
@@ -393,7 +406,12 @@ def main() -> None:
             f"  later runs of the hour (verdict reused):  median {a['later_runs_median_s']:.3f} s "
             f"of {a['later_runs_s']}"
         )
-        print(f"  target < 1 s: {'met' if a['target_met'] else 'NOT met'}")
+        print(
+            f"  first run on a never-judged database (reference hours read raw, then kept): "
+            f"{a['first_run_ever_s']:.3f} s"
+        )
+        verdict = "met" if a["target_met"] else "NOT met"
+        print(f"  target < 1 s (first and later runs of an hour): {verdict}")
 
 
 if __name__ == "__main__":

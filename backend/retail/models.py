@@ -24,4 +24,5 @@ class Metric(models.Model):
 
 
 from retail.alerts import Alert  # noqa: E402,F401  (alert state written by `retailctl alert`)
+from retail.hourly import MetricHourly  # noqa: E402,F401  (the anomaly detector's hour cache)
 from retail.rollups import MetricRollup  # noqa: E402,F401  (registers the read-model table)

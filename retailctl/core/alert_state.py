@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from retailctl.core import tables as t
+from retailctl.core.db import insert_ignoring_conflicts
 from retailctl.core.notify import (
     FIRING,
     RESOLVED,
@@ -113,22 +114,14 @@ def state_read(engine: Engine, rule: str) -> AlertState | None:
 
 def state_create(engine: Engine, rule: Rule, now: datetime) -> None:
     """Insert a rule's first row (resolved), unless another run just did."""
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = (
-        insert(t.alert)
-        .values(
-            rule=rule.name,
-            state=RESOLVED,
-            severity=rule.severity,
-            since=now,
-            summary="",
-            last_evaluated_at=now,
-            version=0,
-        )
-        .on_conflict_do_nothing(index_elements=["rule"])
+    statement = insert_ignoring_conflicts(engine.dialect.name, t.alert, key=["rule"]).values(
+        rule=rule.name,
+        state=RESOLVED,
+        severity=rule.severity,
+        since=now,
+        summary="",
+        last_evaluated_at=now,
+        version=0,
     )
     with engine.begin() as conn:
         conn.execute(statement)

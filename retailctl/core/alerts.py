@@ -89,7 +89,7 @@ class _Evaluation:
 
     def verdict(self, series: str) -> Verdict | None:
         if self._verdicts is None:
-            found = verdicts_for(self.conn, [self.hour], ANOMALY_SERIES)
+            found = verdicts_for(self.conn, [self.hour], ANOMALY_SERIES, now=self.now)
             self._verdicts = {v.series: v for v in found}
         return self._verdicts.get(series)
 

@@ -18,7 +18,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from retailctl.core.series import HOUR, HourStats, history_start, hour_floor, hourly_stats
+from retailctl.core.series import (
+    HOUR,
+    SETTLE,
+    HourStats,
+    history_start,
+    hour_floor,
+    hourly_stats,
+)
 
 WEEK = timedelta(days=7)
 DAY = timedelta(days=1)
@@ -32,8 +39,6 @@ Z_THRESHOLD = 3.5
 _MAD_TO_SIGMA = 1.4826
 # Latency and error-rate hours need this many requests to say anything.
 MIN_REQUESTS = 30
-# A complete hour is judged a minute after it ends: late metric flushes have landed.
-SETTLE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ def hour_judge(
 
 
 def verdicts_for(
-    conn: Connection, targets: Iterable[datetime], series: Iterable[str]
+    conn: Connection, targets: Iterable[datetime], series: Iterable[str], *, now: datetime
 ) -> list[Verdict]:
     """Judge every target hour of every series; hours before the history are skipped."""
     first = history_start(conn)
@@ -208,7 +213,7 @@ def verdicts_for(
         plans.append((target, hours, basis))
         needed.add(target)
         needed.update(hours)
-    stats = hourly_stats(conn, needed)
+    stats = hourly_stats(conn, needed, now=now)
     verdicts = []
     names = list(series)
     for target, hours, basis in plans:
@@ -228,5 +233,5 @@ def anomalies_find(conn: Connection, *, days: int, now: datetime) -> list[Verdic
     """Return the anomalous hours of the last `days` days (complete hours), oldest first."""
     end = last_complete_hour(now)
     targets = [end - k * HOUR for k in range(days * 24)]
-    found = [v for v in verdicts_for(conn, targets, SERIES) if v.anomalous]
+    found = [v for v in verdicts_for(conn, targets, SERIES, now=now) if v.anomalous]
     return sorted(found, key=lambda v: (v.hour, list(SERIES).index(v.series)))

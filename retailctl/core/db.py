@@ -71,3 +71,12 @@ def engine_create(url: str | None = None, *, must_exist: bool = True) -> Engine:
 def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
     # The backend writes in WAL mode; a reader beside it must wait, not fail, on a lock.
     dbapi_connection.execute("PRAGMA busy_timeout = 20000")
+
+
+def insert_ignoring_conflicts(dialect_name: str, table, *, key: list[str]):
+    """Return an INSERT that skips rows whose `key` exists (SQLite and PostgreSQL)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=key)

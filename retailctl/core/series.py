@@ -1,8 +1,10 @@
 """Hourly series of the anomaly detector: requests, errors, error rate, p95/p99, orders.
 
 Only the hours asked for are read, each span through the (metric_type, recorded_at)
-index, grouped by hour and latency bucket in SQL: a detector that compares one hour
-with a dozen reference hours reads a dozen hours of rows, never the whole history.
+index, grouped by hour and latency bucket in SQL. A complete hour (ended more than
+SETTLE ago) is computed once and kept in `retail_metric_hourly`: judging an hour against
+six weeks of the same hour then reads one hour of raw rows, not seven, and a day of
+verdicts reads a day. A cached hour does not see rows written into it later.
 """
 
 from collections import Counter, defaultdict
@@ -13,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Integer, and_, case, cast, func, select, text
 
 from retailctl.core import tables as t
+from retailctl.core.db import insert_ignoring_conflicts
 from retailctl.core.metrics import AVG_RESPONSE_TIME, ERROR_RATE, PAID_STATUSES
 from retailctl.core.sketch import HUGE_BUCKET, LN_GAMMA, ZERO_BUCKET, quantile
 
 HOUR = timedelta(hours=1)
+# A complete hour is final a minute after it ends: late metric flushes have landed.
+SETTLE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,58 @@ def _spans(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
     return [(start, end) for start, end in spans]
 
 
-def hourly_stats(conn: Connection, hours: Iterable[datetime]) -> dict[datetime, HourStats]:
+def hourly_stats(
+    conn: Connection, hours: Iterable[datetime], *, now: datetime
+) -> dict[datetime, HourStats]:
     """Return the stats of each hour given by its start (hours without rows are zeros)."""
     wanted = sorted({hour_floor(hour) for hour in hours})
+    stats = _cached(conn, wanted)
+    missing = [hour for hour in wanted if hour not in stats]
+    computed = _computed(conn, missing)
+    settled = [s for s in computed.values() if s.hour + HOUR + SETTLE <= now]
+    if settled:
+        _cache(conn, settled, now)
+    return {**stats, **computed}
+
+
+def _cached(conn: Connection, hours: list[datetime]) -> dict[datetime, HourStats]:
+    h = t.metric_hourly
+    stats = {}
+    for start in range(0, len(hours), 500):
+        rows = conn.execute(select(h).where(h.c.hour.in_(hours[start : start + 500])))
+        for row in rows:
+            stats[row.hour] = HourStats(
+                hour=row.hour,
+                requests=int(row.requests),
+                errors=int(row.errors),
+                orders=int(row.orders),
+                latency={int(bucket): int(n) for bucket, n in (row.latency or {}).items()},
+            )
+    return stats
+
+
+def _cache(conn: Connection, stats: list[HourStats], now: datetime) -> None:
+    """Keep settled hours; a concurrent run that kept one first wins (same numbers)."""
+    statement = insert_ignoring_conflicts(conn.dialect.name, t.metric_hourly, key=["hour"])
+    conn.execute(
+        statement,
+        [
+            {
+                "hour": s.hour,
+                "requests": s.requests,
+                "errors": s.errors,
+                "orders": s.orders,
+                "latency": {str(bucket): n for bucket, n in s.latency.items()},
+                "computed_at": now,
+            }
+            for s in stats
+        ],
+    )
+    conn.commit()
+
+
+def _computed(conn: Connection, wanted: list[datetime]) -> dict[datetime, HourStats]:
+    """Compute hours from the raw rows, one indexed read per contiguous span."""
     m, o = t.metric, t.order
     dialect = conn.dialect.name
     requests: Counter = Counter()
@@ -137,13 +191,22 @@ def hourly_stats(conn: Connection, hours: Iterable[datetime]) -> dict[datetime, 
 
 
 def history_start(conn: Connection) -> datetime | None:
-    """Return the first whole hour of recorded history (the oldest metric row's next hour)."""
-    m = t.metric
-    oldest = conn.execute(select(func.min(m.c.recorded_at))).scalar()
-    if oldest is None:
-        return None
-    if isinstance(oldest, str):
-        oldest = datetime.fromisoformat(oldest)
-    oldest = oldest.replace(tzinfo=UTC) if oldest.tzinfo is None else oldest.astimezone(UTC)
-    floor = hour_floor(oldest)
-    return floor if floor == oldest else floor + HOUR
+    """Return the first whole hour of history: the oldest kept hour, or the raw rows' first.
+
+    Kept hours outlive `retailctl prune`, so pruned raw rows do not shorten the baseline.
+    """
+    oldest = conn.execute(select(func.min(t.metric.c.recorded_at))).scalar()
+    kept = conn.execute(select(func.min(t.metric_hourly.c.hour))).scalar()
+    first = None
+    if oldest is not None:
+        floor = hour_floor(_aware(oldest))
+        first = floor if floor == _aware(oldest) else floor + HOUR
+    if kept is not None:
+        first = min(first, _aware(kept)) if first else _aware(kept)
+    return first
+
+
+def _aware(moment) -> datetime:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -175,3 +175,16 @@ alert = Table(
     Column("claimed_until", UtcDateTime, nullable=True),
     Column("version", Integer, nullable=False),
 )
+
+# Hourly stats of complete hours (retail migration 0003), written only by core.series.
+metric_hourly = Table(
+    "retail_metric_hourly",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("hour", UtcDateTime, nullable=False, unique=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("orders", BigInteger, nullable=False),
+    Column("latency", JSON, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+)

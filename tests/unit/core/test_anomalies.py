@@ -121,3 +121,21 @@ def test_reference_hours_prefer_three_weeks_then_days():
     assert basis == "weekly" and weekly[0] == hour - timedelta(weeks=1) and len(weekly) == 6
     daily, basis = reference_hours(hour, hour - timedelta(days=20))
     assert basis == "daily" and daily == [hour - timedelta(days=d) for d in range(1, 8)]
+
+
+def test_complete_hours_are_read_once_then_served_from_the_hour_cache(engine, rows):
+    """Judged hours are kept in retail_metric_hourly: a second pass needs no raw row."""
+    from sqlalchemy import delete, func, select
+
+    from retailctl.core import tables as t
+
+    _weeks(rows, weeks=4)
+    with engine.connect() as conn:
+        first = anomalies_find(conn, days=1, now=NOW)
+    with engine.begin() as conn:
+        conn.execute(delete(t.metric).where(t.metric.c.recorded_at >= MONDAY - timedelta(weeks=3)))
+        cached = conn.execute(select(func.count()).select_from(t.metric_hourly)).scalar_one()
+    assert cached >= 24 * 4  # the day's 24 hours and their weekly (or daily) references
+    with engine.connect() as conn:
+        again = anomalies_find(conn, days=1, now=NOW)
+    assert [v.to_document() for v in again] == [v.to_document() for v in first]
