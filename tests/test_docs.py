@@ -13,8 +13,8 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 
 
 def test_spec_commands_exist():
-    """SPEC §4's five commands are all there."""
-    assert COMMANDS == ["metrics", "prune", "scenarios", "tail", "trace"]
+    """SPEC §4's commands are all there."""
+    assert COMMANDS == ["alert", "anomalies", "metrics", "prune", "scenarios", "tail", "trace"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -23,4 +23,6 @@ class Metric(models.Model):
         return f"{self.metric_type}={self.value} @ {self.recorded_at:%Y-%m-%d %H:%M:%S}"
 
 
+from retail.alerts import Alert  # noqa: E402,F401  (alert state written by `retailctl alert`)
+from retail.hourly import MetricHourly  # noqa: E402,F401  (the anomaly detector's hour cache)
 from retail.rollups import MetricPruned, MetricRollup  # noqa: E402,F401  (read-model tables)

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +16,14 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from retailctl.core.metrics import MetricsReport, RecentError, metrics_summary, recent_errors
+from retailctl.core.alerts import alerts_firing
+from retailctl.core.anomalies import Verdict, anomalies_find
+from retailctl.core.metrics import (
+    MetricsReport,
+    RecentError,
+    metrics_summary,
+    recent_errors,
+)
 from retailctl.core.scenarios import scenarios_verify
 
 _engines: dict[tuple, Engine] = {}
@@ -84,3 +92,15 @@ def scenarios_document(*, days: int) -> dict[str, dict[str, Any]]:
     """Return the A1/A2 verdicts (as `retailctl scenarios --json`)."""
     with _engine().connect() as conn:
         return scenarios_verify(conn, days=days)
+
+
+def alerts_firing_document() -> list[dict[str, Any]]:
+    """Return the rules firing as `retailctl alert` last left them."""
+    with _engine().connect() as conn:
+        return [state.to_document() for state in alerts_firing(conn)]
+
+
+def anomalies_recent(*, days: int = 1) -> list[Verdict]:
+    """Return the hours of the last `days` days that stood out (as `retailctl anomalies`)."""
+    with _engine().connect() as conn:
+        return anomalies_find(conn, days=days, now=datetime.now(UTC))

@@ -5,6 +5,8 @@ Every command imports SQLAlchemy, Rich and the core inside its body, so `--help`
 
 import typer
 
+from retailctl.cli.alert import alert
+from retailctl.cli.anomalies import anomalies
 from retailctl.cli.metrics import metrics
 from retailctl.cli.prune import prune
 from retailctl.cli.scenarios import scenarios
@@ -25,6 +27,8 @@ app.command()(trace)
 app.command()(tail)
 app.command()(scenarios)
 app.command()(prune)
+app.command()(alert)
+app.command()(anomalies)
 
 
 def main() -> None:

@@ -95,3 +95,12 @@ def database_error_message(exc: SQLAlchemyError, shown: str = "") -> str:
 def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
     # The backend writes in WAL mode; a reader beside it must wait, not fail, on a lock.
     dbapi_connection.execute("PRAGMA busy_timeout = 20000")
+
+
+def insert_ignoring_conflicts(dialect_name: str, table, *, key: list[str]):
+    """Return an INSERT that skips rows whose `key` exists (SQLite and PostgreSQL)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=key)

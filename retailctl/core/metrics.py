@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, func, select
 
 from retailctl.core import tables as t
 from retailctl.core.sketch import bucket_of, quantile, route_of, status_class_of
-from retailctl.core.window import Window, window_for
+from retailctl.core.window import Window, window_between, window_for
 
 AVG_RESPONSE_TIME = "avg_response_time"
 ERROR_RATE = "error_rate"
@@ -107,6 +107,19 @@ class _Traffic:
         elif metric_type == ERROR_RATE:
             self.errors_by_route[route] += samples
 
+    def add_rows(self, rows, *, sign: int) -> None:
+        """Count raw (type, value, metadata, recorded_at) rows in (sign 1) or out (sign -1)."""
+        for metric_type, value, metadata, recorded_at in rows:
+            self.per_type_day[(metric_type, recorded_at.date().isoformat())] += sign
+            self.add_detail(
+                metric_type,
+                route_of(metadata),
+                status_class_of(metadata),
+                bucket_of(value),
+                sign,
+                sign * value,
+            )
+
     def type_total(self, metric_type: str) -> int:
         return sum(n for (kind, _), n in self.per_type_day.items() if kind == metric_type)
 
@@ -144,11 +157,7 @@ def _traffic(conn: Connection, window: Window) -> _Traffic:
     future = select(m.c.metric_type, m.c.value, m.c.metadata, m.c.recorded_at).where(
         m.c.recorded_at >= window.end, m.c.recorded_at < window.day_after
     )
-    for metric_type, value, metadata, recorded_at in conn.execute(future):
-        traffic.per_type_day[(metric_type, recorded_at.date().isoformat())] -= 1
-        traffic.add_detail(
-            metric_type, route_of(metadata), status_class_of(metadata), bucket_of(value), -1, -value
-        )
+    traffic.add_rows(conn.execute(future), sign=-1)
     return traffic
 
 
@@ -219,10 +228,33 @@ def payment_decline_rate(by_status: dict[str, int]) -> float | None:
     return round(100.0 * by_status.get("declined", 0) / attempted, 3) if attempted else None
 
 
+def _traffic_raw(conn: Connection, window: Window) -> _Traffic:
+    """Count the raw rows of a short window through the (metric_type, recorded_at) index."""
+    m = t.metric
+    traffic = _Traffic()
+    rows = select(m.c.metric_type, m.c.value, m.c.metadata, m.c.recorded_at).where(
+        m.c.metric_type.in_((AVG_RESPONSE_TIME, ERROR_RATE, STOCK_CONFLICTS, THROTTLED_REQUESTS)),
+        m.c.recorded_at >= window.start,
+        m.c.recorded_at < window.end,
+    )
+    traffic.add_rows(conn.execute(rows), sign=1)
+    return traffic
+
+
 def metrics_summary(conn: Connection, *, days: int, now: datetime | None = None) -> MetricsReport:
     """Compute SPEC §4's KPIs and daily series for the last `days` days."""
     window = window_for(days=days, now=now)
-    traffic = _traffic(conn, window)
+    return _report(conn, window, _traffic(conn, window))
+
+
+def metrics_between(conn: Connection, *, start: datetime, end: datetime) -> MetricsReport:
+    """Compute the same KPIs over [start, end) from the raw rows (minute-scale windows)."""
+    window = window_between(start=start, end=end)
+    return _report(conn, window, _traffic_raw(conn, window))
+
+
+def _report(conn: Connection, window: Window, traffic: _Traffic) -> MetricsReport:
+    days = window.days
     o, rf = t.order, t.refund
     orders = _counts_by_day(
         conn,

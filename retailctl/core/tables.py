@@ -286,3 +286,36 @@ stock_movement = Table(
     Column("order_id", BigInteger, ForeignKey("orders_order.id"), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Alert state (retail migration 0003), written only by retailctl.core.alerts.
+alert = Table(
+    "retail_alert",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("rule", String(100), nullable=False, unique=True),
+    Column("state", String(10), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+    Column("pending_since", UtcDateTime, nullable=True),
+    Column("last_value", Float, nullable=True),
+    Column("summary", String(500), nullable=False),
+    Column("detail", JSON, nullable=True),
+    Column("last_evaluated_at", UtcDateTime, nullable=False),
+    Column("last_notified_at", UtcDateTime, nullable=True),
+    Column("outbox", JSON, nullable=True),
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+)
+
+# Hourly stats of complete hours (retail migration 0003), written only by core.series.
+metric_hourly = Table(
+    "retail_metric_hourly",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("hour", UtcDateTime, nullable=False, unique=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("orders", BigInteger, nullable=False),
+    Column("latency", JSON, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+)

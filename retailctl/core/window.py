@@ -38,3 +38,11 @@ def window_for(*, days: int, now: datetime | None = None) -> Window:
     end = (now or datetime.now(UTC)).astimezone(UTC)
     first = end.date() - timedelta(days=days - 1)
     return Window(days=days, start=datetime.combine(first, time(), tzinfo=UTC), end=end)
+
+
+def window_between(*, start: datetime, end: datetime) -> Window:
+    """Return the rolling window [start, end), counted over the calendar days it touches."""
+    if not start < end:
+        raise UsageError("a window ends after it starts")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    return Window(days=(end.date() - start.date()).days + 1, start=start, end=end)

@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('retail', '0002_metric_rollup'),
+        ('retail', '0003_alert'),
     ]
 
     operations = [
