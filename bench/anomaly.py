@@ -13,8 +13,9 @@ anomalies of 3x or more, <= 1 false alarm a week, better than both baselines on 
 Part 2: `retailctl alert --json` with the built-in rules over the 10M-row data set of
 bench/metrics_query.py (built there, reused; topped up with the traffic of the time since
 it was built, two hours at most, so the rules' windows hold rows as on a live shop), as
-cron runs it (a fresh process each time), after one warm-up: the first run of an hour (which judges the hour's anomalies)
-and a later run of the same hour (which reuses that verdict), 5 of each, medians.
+cron runs it (a fresh process each time), after one warm-up: the first run of an hour
+(which judges the hour's anomalies) and a later run of the same hour (which reuses that
+verdict), 5 of each, medians.
 Target: < 1 s.
 
 Usage: python bench/anomaly.py [--seed 1] [--seeds 10] [--skip-alert] [--rows 10000000] [--json]
