@@ -14,7 +14,9 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 
 def test_spec_commands_exist():
     """SPEC §4's commands are all there."""
-    assert COMMANDS == ["alert", "anomalies", "metrics", "prune", "scenarios", "tail", "trace"]
+    assert COMMANDS == [
+        "alert", "anomalies", "errors", "metrics", "prune", "scenarios", "tail", "trace",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from retailctl.core.alerts import alerts_firing
 from retailctl.core.anomalies import Verdict, anomalies_find
+from retailctl.core.error_groups import error_groups_document
 from retailctl.core.metrics import (
     MetricsReport,
     RecentError,
@@ -92,6 +93,12 @@ def scenarios_document(*, days: int) -> dict[str, dict[str, Any]]:
     """Return the A1/A2 verdicts (as `retailctl scenarios --json`)."""
     with _engine().connect() as conn:
         return scenarios_verify(conn, days=days)
+
+
+def error_groups_top(*, days: int, limit: int = 10) -> list[dict[str, Any]]:
+    """Return the most frequent error groups of the last `days` days (as `retailctl errors`)."""
+    with _engine().connect() as conn:
+        return error_groups_document(conn, days=days, limit=limit)["groups"]
 
 
 def alerts_firing_document() -> list[dict[str, Any]]:

@@ -167,6 +167,7 @@ def metrics_dashboard(request):
         "chart": _chart(report.daily),
         "payments": _payment_rows(report.payments_by_status),
         "recent_errors": errors,
+        "error_groups": selectors.error_groups_top(days=days),
         "alerts_firing": selectors.alerts_firing_document(),
         "anomalies": [v.to_document() for v in selectors.anomalies_recent(days=1)],
     }
@@ -198,8 +199,11 @@ def quality_scenarios(request):
 @_machine_view
 @_read_model_view
 def metrics_api(request):
-    """Answer SPEC §4's metrics document, plus the firing alerts and the last day's anomalies."""
-    document = selectors.metrics_document(days=_days(request))
+    """Answer SPEC §4's metrics document, plus the top error groups, the firing alerts and the
+    last day's anomalies."""
+    days = _days(request)
+    document = selectors.metrics_document(days=days)
+    document["error_groups"] = selectors.error_groups_top(days=days)
     document["alerts_firing"] = selectors.alerts_firing_document()
     document["anomalies"] = [v.to_document() for v in selectors.anomalies_recent(days=1)]
     return JsonResponse(document)

@@ -7,6 +7,7 @@ import typer
 
 from retailctl.cli.alert import alert
 from retailctl.cli.anomalies import anomalies
+from retailctl.cli.errors import errors
 from retailctl.cli.metrics import metrics
 from retailctl.cli.prune import prune
 from retailctl.cli.scenarios import scenarios
@@ -27,6 +28,7 @@ app.command()(trace)
 app.command()(tail)
 app.command()(scenarios)
 app.command()(prune)
+app.command()(errors)
 app.command()(alert)
 app.command()(anomalies)
 

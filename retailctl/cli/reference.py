@@ -16,7 +16,17 @@ def reference_markdown() -> str:
 
     runner = CliRunner()
     parts = []
-    for name in ("", "metrics", "trace", "tail", "scenarios", "prune", "alert", "anomalies"):
+    for name in (
+        "",
+        "metrics",
+        "trace",
+        "tail",
+        "scenarios",
+        "prune",
+        "errors",
+        "alert",
+        "anomalies",
+    ):
         args = [name, "--help"] if name else ["--help"]
         result = runner.invoke(app, args, prog_name="retailctl", env={"COLUMNS": _WIDTH})
         title = f"retailctl {name}".strip()

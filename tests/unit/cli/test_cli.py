@@ -479,3 +479,30 @@ def test_tail_shows_the_newest_warnings_of_two_workers_by_time(tmp_path):
         "A newer",
         "B newest",
     ]
+
+
+def test_errors_lists_groups_as_a_table_and_as_json(database_url, rows):
+    """errors: one row per fingerprint, most frequent first; --json is the same groups."""
+    at = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    boom = {"route": "api/x/", "status_code": 500, "error": "internal_error"}
+    boom |= {"fingerprint": "f1", "exception": "KeyError at orders/services.py:order_place"}
+    gone = {"route": "api/products/<int:product_id>/", "status_code": 404, "fingerprint": "f2"}
+    rows.metrics(
+        [
+            ("error_rate", 1.0, {**boom, "request_id": f"b-{n}"}, at + timedelta(minutes=n))
+            for n in range(3)
+        ]
+        + [("error_rate", 1.0, {**gone, "error": "not_found", "request_id": "g-1"}, at)]
+    )
+    now = ["--days", "3650"]
+    document = json.loads(invoke("errors", "--json", *now, "--database-url", database_url).stdout)
+    assert [(g["fingerprint"], g["count"], g["sample_request_id"]) for g in document["groups"]] == [
+        ("f1", 3, "b-2"),
+        ("f2", 1, "g-1"),
+    ]
+    assert document["groups"][0]["first_seen"].startswith("2026-11-28T10:00:00")
+    assert document["groups"][0]["last_seen"].startswith("2026-11-28T10:02:00")
+    table = invoke("errors", *now, "--database-url", database_url)
+    assert table.exit_code == 0, table.output
+    assert "KeyError at orders/services.py:order_place" in table.stdout and "b-2" in table.stdout
+    assert table.stdout.rstrip().endswith("Read one: retailctl trace <sample request ID>")
