@@ -19,6 +19,8 @@ SALIENT_FIELDS = (
     "ip",
     "order_id",
     "payment_id",
+    "refund_id",
+    "charge_id",
     "product_id",
     "sku",
     "amount",
@@ -30,6 +32,7 @@ SALIENT_FIELDS = (
     "reason",
     "retry_after",
     "error",
+    "fingerprint",
     "exc_info",
 )
 _WIDE = 10_000

@@ -18,20 +18,24 @@ def trace(
     json: Json = False,
     log_dir: LogDir = None,
 ) -> None:
-    """Show every log record of one request across application.log* as a timeline."""
+    """Show every log record of one request, in every service's logs, as a timeline.
+
+    Reads each *.log family of the log directory (application.log*, gateway.log*, rotated
+    and .gz too) and interleaves their records by time.
+    """
     with handled_errors():
         from retailctl.cli.render import progress_bar
         from retailctl.core.logs import (
             file_size,
             log_dir_resolve,
-            log_files,
             request_id_validate,
+            trace_log_files,
             trace_require,
         )
 
         request_id_validate(request_id)
         directory = log_dir_resolve(log_dir)
-        files = log_files(directory)
+        files = trace_log_files(directory)
         size = sum(map(file_size, files))
         many = size > _PROGRESS_BYTES or len(files) > _PROGRESS_FILES
         with progress_bar("searching logs", enabled=many) as update:
@@ -64,10 +68,10 @@ def _render(request_id: str, result) -> None:
         _print_blocks(out, title, result.records)
 
 
-def _rows(records) -> list[tuple[str, str, str, str, str, list[str]]]:
-    """Return each record's time, +ms from the first, level, logger, summary and fields."""
+def _rows(records) -> list[tuple[str, str, str, str, str, str, list[str]]]:
+    """Return each record's time, +ms, service, level, logger, summary and fields."""
     from retailctl.cli.render import record_fields, record_summary
-    from retailctl.core.logs import clean_text
+    from retailctl.core.logs import clean_text, service_of
 
     first = records[0].timestamp
     rows = []
@@ -78,6 +82,7 @@ def _rows(records) -> list[tuple[str, str, str, str, str, list[str]]]:
             (
                 stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if stamp else "?",
                 offset,
+                service_of(record),
                 record.level or "-",
                 clean_text(record.data.get("logger") or "-"),
                 record_summary(record.data),
@@ -94,11 +99,18 @@ def _table(title: str, records):
     from retailctl.cli.render import level_text
 
     table = Table(title=title, title_justify="left")
-    for name in ("time (UTC)", "+ms", "level", "logger", "event / message", "details"):
+    columns = ("time (UTC)", "+ms", "service", "level", "logger", "event / message", "details")
+    for name in columns:
         table.add_column(name, justify="right" if name == "+ms" else "left")
-    for stamp, offset, level, logger, summary, fields in _rows(records):
+    for stamp, offset, service, level, logger, summary, fields in _rows(records):
         table.add_row(
-            stamp, offset, level_text(level), Text(logger), Text(summary), Text(" ".join(fields))
+            stamp,
+            offset,
+            Text(service),
+            level_text(level),
+            Text(logger),
+            Text(summary),
+            Text(" ".join(fields)),
         )
     return table
 
@@ -114,8 +126,8 @@ def _print_blocks(out, title: str, records) -> None:
     from retailctl.cli.render import level_text
 
     out.print(Text(title), soft_wrap=True)
-    for stamp, offset, level, logger, summary, fields in _rows(records):
-        heading = Text(f"\n{stamp}  +{offset} ms  ")
+    for stamp, offset, service, level, logger, summary, fields in _rows(records):
+        heading = Text(f"\n{stamp}  +{offset} ms  {service}  ")
         heading.append_text(level_text(level))
         heading.append(f"  {logger}")
         out.print(heading, soft_wrap=True)

@@ -1,8 +1,10 @@
-"""Read the backend's JSON log lines: find a request's records, the last N, follow the file.
+"""Read the JSON log lines: find a request's records, the last N, follow the file.
 
-Log files are `application.log` and its rotated `application.log.1`, `.2`, … (possibly
-`.gz`). Lines are JSON objects (SPEC §3.2); anything else is skipped and counted. How
-files are read as lines, in bounded memory, is retailctl.core.lines.
+A log family is `<name>.log` and its rotated `<name>.log.1`, `.2`, … (possibly `.gz`): the
+backend writes `application.log`, the fake payment gateway `gateway.log` (SPEC §3.5).
+`trace` reads every family in the directory, interleaved by time; `tail` reads
+application.log. Lines are JSON objects (SPEC §3.2); anything else is skipped and counted.
+How files are read as lines, in bounded memory, is retailctl.core.lines.
 """
 
 import os
@@ -33,7 +35,10 @@ from retailctl.core.paths import DEFAULT_LOG_DIR
 LOG_NAME = "application.log"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
-_ROTATED = re.compile(re.escape(LOG_NAME) + r"\.(\d+)(\.gz)?\Z")
+# A log family's live file or one of its rotations: name.log, name.log.3, name.log.3.gz.
+_LOG_FILE = re.compile(r"(?P<family>[^/]+\.log)(?:\.(?P<rotation>\d+)(?:\.gz)?)?\Z")
+# The service a family's lines come from, for lines older than their `service` key.
+_FAMILY_SERVICES = {"application.log": "backend", "gateway.log": "gateway"}
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 # Every character of Unicode's categories Cc (C0 and C1 controls: terminal escapes that
 # JSON decoding restores), Cf (format controls: U+202E and the other bidi overrides, which
@@ -61,22 +66,45 @@ def log_dir_resolve(log_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def log_files(log_dir: Path) -> list[Path]:
-    """Return application.log* oldest rotation first, the live file last."""
-    rotated = []
+def log_families(log_dir: Path) -> dict[str, list[Path]]:
+    """Return every log family of the directory: its files, oldest rotation first, live last.
+
+    application.log comes first, then the others by name.
+    """
     try:
         entries = list(log_dir.iterdir())
     except OSError as exc:
         raise LogUnreadable(f"log directory not readable: {log_dir} ({_reason(exc)})") from None
+    found: dict[str, list[tuple[int, Path]]] = {}
     for entry in entries:
-        found = _ROTATED.match(entry.name)
-        if found and entry.is_file():
-            rotated.append((int(found.group(1)), entry))
-    files = [path for _, path in sorted(rotated, key=lambda item: -item[0])]
-    live = log_dir / LOG_NAME
-    if live.is_file():
-        files.append(live)
-    return files
+        match = _LOG_FILE.match(entry.name)
+        if match and entry.is_file():
+            # Oldest first: the highest rotation number first, the live file last.
+            rotation = match.group("rotation")
+            age = int(rotation) if rotation is not None else -1
+            found.setdefault(match.group("family"), []).append((age, entry))
+    order = sorted(found, key=lambda family: (family != LOG_NAME, family))
+    return {family: [path for _, path in sorted(found[family], reverse=True)] for family in order}
+
+
+def log_files(log_dir: Path, family: str = LOG_NAME) -> list[Path]:
+    """Return one family's files (application.log* by default), oldest rotation first."""
+    return log_families(log_dir).get(family, [])
+
+
+def trace_log_files(log_dir: Path) -> list[Path]:
+    """Return the files of every log family, each family oldest rotation first."""
+    return [path for files in log_families(log_dir).values() for path in files]
+
+
+def service_of(record: "LogRecord") -> str:
+    """Return the service that wrote a record: its `service` key, else its log family's."""
+    service = record.data.get("service")
+    if isinstance(service, str) and service:
+        return clean_text(service)
+    family = _LOG_FILE.match(record.file)
+    name = family.group("family") if family else record.file
+    return _FAMILY_SERVICES.get(name, name.removesuffix(".log"))
 
 
 def _reason(exc: OSError) -> str:
@@ -154,15 +182,16 @@ def trace_search(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> TraceResult:
-    """Return every record whose request_id is `request_id`, ordered by timestamp.
+    """Return every record whose request_id is `request_id`, in every log family, by time.
 
     The raw bytes are searched for the ID and only lines holding it are decoded.
-    Rotation under several workers can leave `.1` older than `.2` in places, so the
-    order is by timestamp, then file and offset (stable), never by file number.
+    Rotation under several workers can leave `.1` older than `.2` in places, and the
+    services' lines interleave, so the order is by timestamp, then file and offset
+    (stable), never by file number.
     """
     request_id_validate(request_id)
     result = TraceResult()
-    files = log_files(log_dir)
+    files = trace_log_files(log_dir)
     total = sum(map(file_size, files))
     oversized = 0
     done = 0

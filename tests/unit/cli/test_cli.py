@@ -368,25 +368,40 @@ def test_trace_on_a_wide_terminal_is_one_table_row_per_record(tmp_path):
 
 
 def test_trace_on_an_80_column_terminal_is_one_block_per_record(tmp_path):
-    """COLUMNS=80: a table would cut `status_code=5…`; one block per record cuts nothing."""
+    """COLUMNS=80: a table would cut `status_code=5…`; one block per record cuts nothing.
+
+    The gateway's own log family is read too, its lines interleaved by time (SPEC §3.5).
+    """
     _log(tmp_path / "application.log", *TRACE_LINES)
+    gateway = {
+        **_record(1, "gateway.charge", event="gateway.charge", outcome="unavailable"),
+        "timestamp": "2026-11-28T10:00:01.500+00:00",
+        "service": "gateway",
+        "logger": "payments.fake_gateway",
+        "level": "WARNING",
+    }
+    _log(tmp_path / "gateway.log", gateway)
     result = runner.invoke(
         app, ["trace", "rid-1", "--log-dir", str(tmp_path)], env={"COLUMNS": "80"}
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        "Request rid-1: 3 record(s) in 1 file(s)\n"
+        "Request rid-1: 4 record(s) in 2 file(s)\n"
         "\n"
-        "2026-11-28 10:00:01.000  +0.0 ms  INFO  retail.request\n"
+        "2026-11-28 10:00:01.000  +0.0 ms  backend  INFO  retail.request\n"
         "  http.request\n"
         "    method=POST\n"
         "    path=/api/orders/\n"
         "\n"
-        "2026-11-28 10:00:01.000  +0.0 ms  INFO  orders.services\n"
+        "2026-11-28 10:00:01.000  +0.0 ms  backend  INFO  orders.services\n"
         "  payment.fast_fail\n"
         "    duration_ms=1.12\n"
         "\n"
-        "2026-11-28 10:00:02.000  +1,000.0 ms  ERROR  retail.http\n"
+        "2026-11-28 10:00:01.500  +500.0 ms  gateway  WARNING  payments.fake_gateway\n"
+        "  gateway.charge\n"
+        "    outcome=unavailable\n"
+        "\n"
+        "2026-11-28 10:00:02.000  +1,000.0 ms  backend  ERROR  retail.http\n"
         "  http.response\n"
         "    method=POST\n"
         "    path=/api/orders/\n"
