@@ -95,8 +95,10 @@ def test_breaker_opens_fails_fast_and_closes_across_workers(database_url, redis_
             assert statuses(fast) == {503: 100}
             assert all(a.body["error"] == "payment_unavailable" for a in fast)
             assert all(1 <= int(a.headers["retry-after"]) <= RESET_SECONDS for a in fast)
+            # Seen by the client, a fast-fail never waits on the gateway (timeout 3 s); the
+            # server-side p99 (A2's measure) is checked on the recorded rows below.
             fast_latency = latency_summary(fast)
-            assert fast_latency["p99_ms"] < 100, fast_latency
+            assert fast_latency["p99_ms"] < 1000, fast_latency
             assert _orders_count(database_url) == orders_before
             assert stock(database_url, "TEE-001") == stock_at_open
 
@@ -130,6 +132,8 @@ def test_breaker_opens_fails_fast_and_closes_across_workers(database_url, redis_
     assert transitions == [("closed", "open"), ("open", "half-open"), ("half-open", "closed")]
     fast_fails = _metrics(database_url, "payment_fast_fail")
     assert len(fast_fails) == 100 + len(polls) - 1
+    recorded = sorted(value for value, _ in fast_fails)
+    assert recorded[int(0.99 * (len(recorded) - 1))] < 100, recorded[-5:]
     # Every worker turned checkouts away: all of them saw the one shared OPEN state.
     assert {meta["pid"] for _, meta in fast_fails} == worker_pids
     logged = _log_records(log_dir, "breaker.state_change")
@@ -180,6 +184,10 @@ def test_rejections_never_wait_behind_a_slow_trial_in_a_threaded_worker(tmp_path
 
     assert still_in_flight
     assert statuses(beside) == {503: 30}
-    assert max(a.latency_ms for a in beside) < 100, latency_summary(beside)
+    # Queued behind the trial they would each wait its 2 s; they are answered at once (the
+    # bound leaves room for a loaded machine's scheduling, not for the trial's wait).
+    assert max(a.latency_ms for a in beside) < 1000, latency_summary(beside)
+    recorded = [value for value, _ in _metrics(database_url, "payment_fast_fail")]
+    assert recorded and max(recorded) < 100, recorded
     assert answers[-1].status == 201
     assert nothing_lost(database_url) == {}
