@@ -208,6 +208,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "retail.openapi.add_retry_after_headers",
         "orders.apis.add_order_links",
+        "retail.openapi.add_operations_outside_drf",
     ],
 }
 

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.load
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SEED = "20261201"
 MAX_EXAMPLES = "30"
+METRICS_TOKEN = "scrape-token-for-the-fuzzer"
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def live_api(tmp_path_factory):
         log_dir=root / "logs",
         RETAIL_CHECKOUT_RATE="100000/m",
         RETAIL_LOG_STDOUT="off",
+        RETAIL_METRICS_TOKEN=METRICS_TOKEN,
     )
     with GunicornServer(env, workers=2) as server:
         manage(env, "seed_demo")
@@ -62,11 +64,15 @@ def _schemathesis(url: str, report_dir: Path, *headers: str) -> subprocess.Compl
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
 
 
-@pytest.mark.parametrize("who", ["anonymous", "staff"])
+@pytest.mark.parametrize("who", ["anonymous", "staff", "scraper"])
 def test_schemathesis_finds_no_failure(live_api, who):
-    """Every phase, every check: 0 failures, anonymously and as staff."""
+    """Every phase, every check: 0 failures, anonymously, as staff and as a metrics scraper."""
     url, token, root = live_api
-    headers = [f"Authorization: Token {token}"] if who == "staff" else []
+    headers = {
+        "anonymous": [],
+        "staff": [f"Authorization: Token {token}"],
+        "scraper": [f"Authorization: Bearer {METRICS_TOKEN}"],
+    }[who]
     done = _schemathesis(url, root / f"report-{who}", *headers)
     summary = done.stdout[-6000:]
     assert done.returncode == 0, summary
