@@ -35,7 +35,7 @@ test: setup ## Run every test tier (PostgreSQL and Redis ones when their variabl
 unit: setup ## Run the in-process tests only (no server processes, no browser)
 	$(PY) -m pytest -m "not load and not browser"
 
-postgres-tier: setup ## Run the database tests again on $$RETAIL_TEST_POSTGRES_URL
+postgres-tier: setup ## Run the database tests again on the PostgreSQL of RETAIL_TEST_POSTGRES_URL
 	@if [ -n "$$RETAIL_TEST_POSTGRES_URL" ]; then \
 		echo "PostgreSQL tier: database tests on $$RETAIL_TEST_POSTGRES_URL"; \
 		DATABASE_URL="$$RETAIL_TEST_POSTGRES_URL" $(PY) -m pytest -m "database and not load"; \
