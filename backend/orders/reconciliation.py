@@ -21,6 +21,7 @@ from orders.services import order_fail, order_settle, refund_send, write_durably
 from payments.models import Payment
 from payments.selectors import payments_open
 from payments.services import payment_gateway, payment_replay
+from retail import events
 from retail.logging import log_event
 from retail.metrics import record_metric
 
@@ -78,7 +79,7 @@ def payment_resolve(*, payment: Payment) -> str:
 def _reconciled_record(*, kind: str, outcome: str, order_id: int, id: int) -> None:
     record_metric(PAYMENT_RECONCILED, 1, {"kind": kind, "outcome": outcome, "order_id": order_id})
     log_event(
-        "payment.reconciled",
+        events.PAYMENT_RECONCILED,
         level=logging.WARNING if outcome == "unknown" else logging.INFO,
         kind=kind,
         outcome=outcome,
@@ -114,7 +115,7 @@ def order_release_stale(*, older_than: timedelta) -> list[int]:
             order.status = Order.Status.PAYMENT_FAILED
         if order.status == Order.Status.PAYMENT_FAILED:
             released.append(order.pk)
-            log_event("order.stale_released", level=logging.WARNING, order_id=order.pk)
+            log_event(events.ORDER_STALE_RELEASED, level=logging.WARNING, order_id=order.pk)
     return released
 
 

@@ -50,6 +50,7 @@ from payments.services import (
     payment_gateway,
     payment_record_outcome,
 )
+from retail import events
 from retail.logging import log_event
 from retail.metrics import ORDERS_PER_DAY, REFUNDS_PER_DAY, STOCK_CONFLICTS, record_metric
 
@@ -143,7 +144,7 @@ def _fast_fail_record(*, started: float, retry_after: int) -> None:
         latency_ms,
         {"reason": "circuit_open", "retry_after": retry_after, "pid": os.getpid()},
     )
-    log_event("payment.fast_fail", duration_ms=round(latency_ms, 3), retry_after=retry_after)
+    log_event(events.PAYMENT_FAST_FAIL, duration_ms=round(latency_ms, 3), retry_after=retry_after)
 
 
 def _charge_log(*, order: Order, payment: Payment) -> None:
@@ -153,7 +154,7 @@ def _charge_log(*, order: Order, payment: Payment) -> None:
         Payment.Status.UNKNOWN: "unknown",
     }.get(payment.status, "failed")
     log_event(
-        "payment.charge",
+        events.PAYMENT_CHARGE,
         level=logging.WARNING if outcome in ("failed", "unknown") else logging.INFO,
         order_id=order.pk,
         payment_id=payment.pk,
@@ -214,7 +215,7 @@ def _order_reserve(*, lines: list[OrderLine], payment_token: str) -> _Reservatio
         else:
             order = reservation.order
             log_event(
-                "order.placed",
+                events.ORDER_PLACED,
                 order_id=order.pk,
                 amount=str(order.total),
                 items=len(lines),
@@ -225,7 +226,9 @@ def _order_reserve(*, lines: list[OrderLine], payment_token: str) -> _Reservatio
 
 
 def _out_of_stock(product: Product):
-    log_event("order.out_of_stock", level=logging.WARNING, product_id=product.pk, sku=product.sku)
+    log_event(
+        events.ORDER_OUT_OF_STOCK, level=logging.WARNING, product_id=product.pk, sku=product.sku
+    )
     raise OutOfStock(
         {"product_id": product.pk, "sku": product.sku, "message": "Not enough stock."}
     ) from None
@@ -241,7 +244,7 @@ def _stock_conflict_record(*, conflict: _StockConflict, attempt: int, retried: b
         "retried": retried,
     }
     record_metric(STOCK_CONFLICTS, 1, metadata)
-    log_event("stock.conflict", level=logging.WARNING, **metadata)
+    log_event(events.STOCK_CONFLICT, level=logging.WARNING, **metadata)
 
 
 def _order_reserve_once(
@@ -336,14 +339,17 @@ def _order_settle_once(*, order: Order, payment: Payment):
         if payment.status in Payment.OPEN_STATUSES:
             transaction.on_commit(
                 lambda: log_event(
-                    "order.pending", level=logging.WARNING, order_id=order.pk, payment_id=payment.pk
+                    events.ORDER_PENDING,
+                    level=logging.WARNING,
+                    order_id=order.pk,
+                    payment_id=payment.pk,
                 )
             )
             return Order.Status.PENDING, None, None
         order_fail(order=order, reason=StockMovement.Reason.PAYMENT_FAILED)
         transaction.on_commit(
             lambda: log_event(
-                "order.payment_failed",
+                events.ORDER_PAYMENT_FAILED,
                 level=logging.WARNING,
                 order_id=order.pk,
                 payment_id=payment.pk,
@@ -355,7 +361,9 @@ def _order_settle_once(*, order: Order, payment: Payment):
 
 def _paid_record(*, order: Order, payment: Payment) -> None:
     record_metric(ORDERS_PER_DAY, 1, {"order_id": order.pk})
-    log_event("order.paid", order_id=order.pk, payment_id=payment.pk, amount=str(payment.amount))
+    log_event(
+        events.ORDER_PAID, order_id=order.pk, payment_id=payment.pk, amount=str(payment.amount)
+    )
 
 
 def order_fail(*, order: Order, reason: str) -> bool:
@@ -468,7 +476,7 @@ def refund_send(
     except (GatewayUnavailable, OutcomeUnknown) as exc:
         definitive = isinstance(exc, GatewayUnavailable)
         log_event(
-            "refund.unknown" if not definitive else "refund.failed",
+            events.REFUND_UNKNOWN if not definitive else events.REFUND_FAILED,
             level=logging.WARNING,
             order_id=refund.order_id,
             refund_id=refund.pk,
@@ -513,7 +521,7 @@ def _refund_complete(*, refund: Refund, gateway_refund_id: str) -> bool:
 def _refund_record(*, refund: Refund, metadata: dict) -> None:
     record_metric(REFUNDS_PER_DAY, 1, metadata)
     log_event(
-        "refund.made",
+        events.REFUND_MADE,
         level=logging.WARNING if refund.reason == Refund.Reason.RELEASED else logging.INFO,
         refund_id=refund.pk,
         amount=str(refund.amount),

@@ -19,6 +19,8 @@ from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from retail import events
+from retail.logging import log_event
 from retail.metrics import THROTTLED_REQUESTS, record_metric
 
 logger = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ class CheckoutRateThrottle(BaseThrottle):
         self._wait = (window + 1) * period - now
         metadata = {"scope": "checkout", "client": client, "rate": settings.RETAIL_CHECKOUT_RATE}
         record_metric(THROTTLED_REQUESTS, 1, {**metadata, "path": request.path})
-        logger.info("throttle.rejected", extra={"event": "throttle.rejected", **metadata})
+        log_event(events.THROTTLE_REJECTED, logger=logger, **metadata)
         return False
 
     def wait(self) -> float | None:

@@ -29,6 +29,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from payments.exceptions import CircuitOpen, GatewayError, GatewayRejected
+from retail import events
+from retail.logging import log_event
 from retail.metrics import CIRCUIT_BREAKER_STATE, record_metric
 
 logger = logging.getLogger(__name__)
@@ -82,10 +84,7 @@ class _TransitionRecorder(pybreaker.CircuitBreakerListener):
             return
         metadata = {"breaker": BREAKER_NAME, "from": source, "to": target, "pid": os.getpid()}
         record_metric(CIRCUIT_BREAKER_STATE, STATE_CODES[target], metadata)
-        logger.warning(
-            "breaker.state_change",
-            extra={"event": "breaker.state_change", "breaker": BREAKER_NAME, **metadata},
-        )
+        log_event(events.BREAKER_STATE_CHANGE, level=logging.WARNING, logger=logger, **metadata)
 
 
 class PaymentBreaker:
