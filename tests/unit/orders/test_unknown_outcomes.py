@@ -228,3 +228,27 @@ def test_a_refused_refund_leaves_the_order_refundable(client, product, gateway, 
     gateway.control(mode="up")
     assert _refund(client, order, staff_token).status_code == 200
     _invariants_hold(gateway)
+
+
+def test_an_outcome_that_cannot_be_stored_answers_202_and_is_settled_by_reconcile(
+    client, product, gateway, monkeypatch
+):
+    """The charge succeeded but the database refused the settle: the client is told pending
+    (202, its token), never 500, and reconciliation records the one charge later."""
+    from django.db import OperationalError
+
+    def database_gone(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(orders.services, "_order_settle_once", database_gone)
+        response = _checkout(client, product)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending" and body["payment"]["status"] == "pending"
+    assert Payment.objects.get().status == Payment.Status.PENDING
+    assert gateway.state()["charges_succeeded"] == 1
+    _reconcile()
+    assert Order.objects.get().status == Order.Status.PAID
+    assert gateway.state()["charges"] == 1
+    _invariants_hold(gateway)
