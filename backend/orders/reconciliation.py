@@ -110,7 +110,10 @@ def order_release_stale(*, older_than: timedelta) -> list[int]:
         elif payment is not None and payment.status == Payment.Status.SUCCEEDED:
             # Charged, yet pending: no settle leaves this state, so a person must look.
             log_event(
-                "order.inconsistent", level=logging.ERROR, order_id=order.pk, payment_id=payment.pk
+                events.ORDER_INCONSISTENT,
+                level=logging.ERROR,
+                order_id=order.pk,
+                payment_id=payment.pk,
             )
             continue
         elif write_durably(lambda order=order: _order_release(order=order)):

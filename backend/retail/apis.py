@@ -7,6 +7,8 @@ from django.views.decorators.csrf import csrf_exempt
 from retail.exceptions import json_error, method_not_allowed
 
 _PROBE_METHODS = ("GET", "HEAD")
+# The spacing of every other JSON answer (DRF's and the error bodies').
+_COMPACT = {"separators": (",", ":")}
 
 
 # Probes change nothing: any method they do not take is a JSON 405, never a CSRF 403.
@@ -15,7 +17,7 @@ def healthz(request) -> JsonResponse:
     """Answer 200 while the process is alive; touches no database."""
     if request.method not in _PROBE_METHODS:
         return method_not_allowed(_PROBE_METHODS)
-    return JsonResponse({"status": "ok"})
+    return JsonResponse({"status": "ok"}, json_dumps_params=_COMPACT)
 
 
 def database_answers() -> bool:
@@ -36,4 +38,4 @@ def readyz(request) -> JsonResponse:
         return method_not_allowed(_PROBE_METHODS)
     if not database_answers():
         return json_error(503, "database_unavailable", "The database does not answer.")
-    return JsonResponse({"status": "ok"})
+    return JsonResponse({"status": "ok"}, json_dumps_params=_COMPACT)

@@ -34,6 +34,9 @@ REFUND_UNKNOWN = "refund.unknown"
 PAYMENT_RECONCILED = "payment.reconciled"
 # release_stale_orders failed an order and gave its stock back: order_id.
 ORDER_STALE_RELEASED = "order.stale_released"
+# A pending order whose payment succeeded (no settle leaves this state): order_id,
+# payment_id. ERROR: a person must look.
+ORDER_INCONSISTENT = "order.inconsistent"
 # The payment breaker moved: breaker, from, to, pid.
 BREAKER_STATE_CHANGE = "breaker.state_change"
 # A checkout over the rate: scope, client, rate.

@@ -52,7 +52,10 @@ def _schemathesis(url: str, report_dir: Path, *headers: str) -> subprocess.Compl
     command += ["--report", "junit", "--report-dir", str(report_dir)]
     for header in headers:
         command += ["--header", header]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # Run where its cache (.schemathesis/) lands in the test's directory, not the checkout.
+    return subprocess.run(
+        command, cwd=report_dir.parent, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 @pytest.mark.parametrize("who", ["anonymous", "staff", "scraper"])

@@ -125,7 +125,7 @@ def _traffic(url, products, token, rng, until) -> tuple[Counter, list[str]]:
             one(index, client)
 
     def one(index: int, client: httpx.Client) -> None:
-        product, quantity, token = plan[index]
+        product, quantity, payment_token = plan[index]
         try:
             if index % REFUND_EVERY == REFUND_EVERY - 1 and paid:
                 with lock:
@@ -137,7 +137,8 @@ def _traffic(url, products, token, rng, until) -> tuple[Counter, list[str]]:
                 )
                 kind = "refund"
             else:
-                response = client.post("/api/orders/", json=order_body(product, quantity, token))
+                body = order_body(product, quantity, payment_token)
+                response = client.post("/api/orders/", json=body)
                 kind = "checkout"
         except httpx.TransportError as exc:
             # A worker killed under this request: no answer at all.

@@ -8,7 +8,10 @@ from payments.fake_gateway import fake_gateway_server
 
 
 class Command(BaseCommand):
-    help = "Serve a fake payment gateway on 127.0.0.1:P (modes up, down, slow; a failure rate)."
+    help = (
+        "Serve a fake payment gateway on 127.0.0.1:P (modes up, down, slow, trickle; a failure "
+        "rate), logging each call to $RETAIL_LOG_DIR/gateway.log."
+    )
     requires_system_checks = []
 
     def add_arguments(self, parser):
