@@ -82,7 +82,10 @@ def generate(size_mb: int) -> None:
                     stream.write("".join(batch))
                     batch.clear()
             # The traced request: two records in each file, one of them out of order.
-            for moment, event in ((second - 5 * (index + 1), "http.request"), (second, "http.response")):
+            for moment, event in (
+                (second - 5 * (index + 1), "http.request"),
+                (second, "http.response"),
+            ):
                 batch.append(_line(rng, moment, TARGET_ID, event, service, logger))
             stream.write("".join(batch))
     marker.touch()

@@ -15,8 +15,9 @@ from rest_framework.views import APIView
 
 from orders.exceptions import PaymentUnavailable
 from orders.models import Order, Refund
+from orders.refunds import order_refund
 from orders.selectors import order_info, order_info_for_reader
-from orders.services import OrderLine, order_place, order_refund
+from orders.services import OrderLine, order_place
 from orders.throttling import CheckoutRateThrottle
 from payments.models import Payment
 from retail.exceptions import error_body

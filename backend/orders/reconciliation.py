@@ -16,8 +16,10 @@ from django.utils import timezone
 
 from catalog.models import StockMovement
 from orders.models import Order
+from orders.refunds import refund_send
 from orders.selectors import refunds_pending
-from orders.services import order_fail, order_settle, refund_send, write_durably
+from orders.services import order_fail, order_settle
+from orders.transactions import write_durably
 from payments.models import Payment
 from payments.selectors import payments_open
 from payments.services import payment_gateway, payment_replay

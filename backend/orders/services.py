@@ -1,4 +1,4 @@
-"""Checkout and refunds: short transactions around gateway calls that hold no lock.
+"""Checkout: short transactions around a gateway call that holds no lock (refunds: orders.refunds).
 
 Checkout is reserve → charge → settle. The reservation takes the stock with guarded
 UPDATEs and commits before the gateway is called, so no row lock is ever held while
@@ -6,41 +6,38 @@ waiting on the network; the settle transaction then records the outcome. A defin
 failure gives the stock back; an unknown outcome (timeout, lost connection) keeps the order
 pending with its stock reserved until a replay of the charge tells (orders.reconciliation).
 
-Every settle and refund completion is a conditional UPDATE on the row's status, so the
-checkout, a staff retry and reconcile_payments may race on one payment or refund and the
-money, the order and the stock still move exactly once; and each is retried on a fresh
-database connection when the connection was lost after the gateway answered.
+Every settle is a conditional UPDATE on the payment's status, so a checkout and
+reconcile_payments may race on one payment and the money, the order and the stock still
+move exactly once; and it is retried on a fresh database connection when the connection
+was lost while the gateway answered (orders.transactions).
 """
 
 import logging
 import os
 import secrets
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeVar
 
 from django.db import (
     DatabaseError,
     IntegrityError,
     InterfaceError,
     OperationalError,
-    connection,
     transaction,
 )
-from django.http import Http404
 from django.utils import timezone
 
 from catalog.exceptions import OutOfStock, ProductNotFound
 from catalog.models import Product, StockMovement
 from catalog.selectors import product_prices
 from catalog.services import product_stock_decrement, product_stock_increment
-from orders.exceptions import OrderNotRefundable, PaymentUnavailable
+from orders.exceptions import PaymentUnavailable
 from orders.models import Order, OrderItem, Refund
+from orders.refunds import refund_open, refund_send
 from orders.selectors import OrderInfo, OrderLineInfo, order_access_token_hash, order_info_of
-from payments.exceptions import CircuitOpen, GatewayUnavailable, OutcomeUnknown
+from orders.transactions import write_durably
+from payments.exceptions import CircuitOpen
 from payments.gateways import PaymentGateway
 from payments.models import Payment
 from payments.services import (
@@ -52,11 +49,9 @@ from payments.services import (
 )
 from retail import events
 from retail.logging import log_event
-from retail.metrics import ORDERS_PER_DAY, REFUNDS_PER_DAY, STOCK_CONFLICTS, record_metric
+from retail.metrics import ORDERS_PER_DAY, STOCK_CONFLICTS, record_metric
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Server-side latency (ms) of each checkout turned away by an OPEN payment breaker:
 # the evidence behind A2's fast-fail p99.
@@ -333,7 +328,7 @@ def _order_settle_once(*, order: Order, payment: Payment):
                 return Order.Status.PAID, now, None
             # Released while its charge was in flight: the stock is back on sale, so the
             # money goes back too. The claim commits first; the refund call comes after.
-            refund = _refund_open(order=order, reason=Refund.Reason.RELEASED, actor=None)
+            refund = refund_open(order=order, reason=Refund.Reason.RELEASED, actor=None)
             stored = Order.objects.values_list("status", "paid_at").get(pk=order.pk)
             return (*stored, refund)
         if payment.status in Payment.OPEN_STATUSES:
@@ -378,152 +373,3 @@ def order_fail(*, order: Order, reason: str) -> bool:
                 product_id=item.product_id, quantity=item.quantity, reason=reason, order_id=order.pk
             )
     return bool(released)
-
-
-# A lost connection is retried this often, after these pauses (seconds): a PostgreSQL
-# restart or failover, a terminated backend, a SQLite writer past its busy timeout.
-_WRITE_PAUSES = (0.05, 0.25)
-
-
-def write_durably(write: Callable[[], T]) -> T:
-    """Run `write` (its own transaction) and, if the connection failed, again on a fresh one.
-
-    Only for writes that are safe to repeat (conditional on the row's status): the first
-    attempt may have committed before its connection was lost.
-    """
-    for pause in (*_WRITE_PAUSES, None):
-        try:
-            return write()
-        except (OperationalError, InterfaceError):
-            if pause is None or connection.in_atomic_block:
-                raise
-            logger.warning("db.retry", exc_info=True, extra={"event": "db.retry"})
-            connection.close()
-            time.sleep(pause)
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def order_refund(*, order_id: int, actor) -> Refund:
-    """Refund a paid order in full: claim, gateway refund, then status and stock.
-
-    A refund left pending (its answer lost, its process killed) is replayed with its own
-    idempotency key: retrying a refund never refunds twice. The refund comes back
-    `succeeded`, or `pending` when the gateway did not answer (reconcile_payments, or the
-    next retry, finishes it).
-    """
-    refund, charge_id, fresh = write_durably(lambda: _refund_claim(order_id=order_id, actor=actor))
-    try:
-        refund_send(
-            refund=refund, charge_id=charge_id, gateway=payment_gateway(), raise_unavailable=True
-        )
-    except PaymentUnavailable:
-        if fresh:
-            # Nothing was refunded and nobody else holds this claim: the order is
-            # refundable again, exactly as before the request.
-            Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).delete()
-        raise
-    refund.refresh_from_db()
-    return refund
-
-
-def _refund_claim(*, order_id: int, actor) -> tuple[Refund, str, bool]:
-    """Claim the order's one refund, or return the pending one to replay it."""
-    with transaction.atomic():
-        order = Order.objects.filter(pk=order_id).first()
-        if order is None:
-            raise Http404
-        pending = Refund.objects.filter(order=order, status=Refund.Status.PENDING).first()
-        fresh = pending is None
-        if fresh:
-            if order.status != Order.Status.PAID:
-                raise OrderNotRefundable()
-            try:
-                with transaction.atomic():
-                    refund = _refund_open(order=order, reason=Refund.Reason.REQUESTED, actor=actor)
-            except IntegrityError:
-                # A concurrent request claimed it first: replay that claim instead.
-                refund, fresh = Refund.objects.get(order=order), False
-                if refund.status != Refund.Status.PENDING:
-                    raise OrderNotRefundable() from None
-        else:
-            refund = pending
-        charge_id = order.payments.get(status=Payment.Status.SUCCEEDED).gateway_charge_id
-    return refund, charge_id, fresh
-
-
-def _refund_open(*, order: Order, reason: str, actor) -> Refund:
-    return Refund.objects.create(
-        order=order,
-        amount=order.total,
-        reason=reason,
-        idempotency_key=uuid.uuid4().hex,
-        created_by=actor,
-    )
-
-
-def refund_send(
-    *, refund: Refund, charge_id: str, gateway: PaymentGateway, raise_unavailable: bool = False
-) -> str:
-    """Ask the gateway for a claimed refund (or replay it) and complete it if it succeeded.
-
-    Returns `succeeded` or `unknown`; a definitive failure (nothing refunded) raises
-    PaymentUnavailable when `raise_unavailable`, else counts as `unknown` (retried later).
-    """
-    try:
-        result = gateway.refund(
-            charge_id=charge_id, amount=refund.amount, idempotency_key=refund.idempotency_key
-        )
-    except (GatewayUnavailable, OutcomeUnknown) as exc:
-        definitive = isinstance(exc, GatewayUnavailable)
-        log_event(
-            events.REFUND_UNKNOWN if not definitive else events.REFUND_FAILED,
-            level=logging.WARNING,
-            order_id=refund.order_id,
-            refund_id=refund.pk,
-            amount=str(refund.amount),
-            reason=str(exc)[:200],
-        )
-        if definitive and raise_unavailable:
-            retry_after = exc.retry_after if isinstance(exc, CircuitOpen) else 30
-            raise PaymentUnavailable(headers={"Retry-After": str(retry_after)}) from exc
-        return "unknown"
-    write_durably(lambda: _refund_complete(refund=refund, gateway_refund_id=result.refund_id))
-    return "succeeded"
-
-
-def _refund_complete(*, refund: Refund, gateway_refund_id: str) -> bool:
-    """Mark a pending refund succeeded and, for a requested one, the order refunded with its
-    stock back; return False when another process completed it first."""
-    with transaction.atomic():
-        now = timezone.now()
-        completed = Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
-            status=Refund.Status.SUCCEEDED, gateway_refund_id=gateway_refund_id, completed_at=now
-        )
-        if not completed:
-            return False
-        order_id = refund.order_id
-        if refund.reason == Refund.Reason.REQUESTED:
-            Order.objects.filter(pk=order_id, status=Order.Status.PAID).update(
-                status=Order.Status.REFUNDED, updated_at=now
-            )
-            for item in OrderItem.objects.filter(order_id=order_id).order_by("product_id"):
-                product_stock_increment(
-                    product_id=item.product_id,
-                    quantity=item.quantity,
-                    reason=StockMovement.Reason.REFUND,
-                    order_id=order_id,
-                )
-        metadata = {"order_id": order_id, "reason": refund.reason}
-        transaction.on_commit(lambda: _refund_record(refund=refund, metadata=metadata))
-    return True
-
-
-def _refund_record(*, refund: Refund, metadata: dict) -> None:
-    record_metric(REFUNDS_PER_DAY, 1, metadata)
-    log_event(
-        events.REFUND_MADE,
-        level=logging.WARNING if refund.reason == Refund.Reason.RELEASED else logging.INFO,
-        refund_id=refund.pk,
-        amount=str(refund.amount),
-        **metadata,
-    )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import GunicornServer, backend_env, manage
+from tests.support.servers import GunicornServer, backend_env, manage, staff_token
 
 pytestmark = pytest.mark.load
 
@@ -38,16 +38,7 @@ def live_api(tmp_path_factory):
     )
     with GunicornServer(env, workers=2) as server:
         manage(env, "seed_demo")
-        manage(
-            {**env, "DJANGO_SUPERUSER_PASSWORD": "fuzz-pass-9x"},
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            "fuzz",
-            "--email",
-            "f@example.com",
-        )
-        token = re.search(r"token (\w+)", manage(env, "drf_create_token", "fuzz")).group(1)
+        token = staff_token(env, "fuzz")
         yield server.url, token, root
 
 

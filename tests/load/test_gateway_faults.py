@@ -7,25 +7,18 @@ are reconciled once the gateway answers again, and the secret appears in no log 
 """
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.support.load import money_broken, order_body, post_orders, product_id, query
-from tests.support.servers import FakeGateway, GunicornServer, backend_env, manage
+from tests.support.servers import FakeGateway, GunicornServer, backend_env, manage, staff_token
 
 pytestmark = pytest.mark.load
 
 TIMEOUT_SECONDS = 1.0
 SECRET = "sk_live_f4k3s3cr3t"
-
-
-def _staff_token(env: dict[str, str]) -> str:
-    env = {**env, "DJANGO_SUPERUSER_PASSWORD": "trickle-pass-9x"}
-    manage(env, "createsuperuser", "--noinput", "--username", "ops", "--email", "o@example.com")
-    return re.search(r"token (\w+)", manage(env, "drf_create_token", "ops")).group(1)
 
 
 def test_no_checkout_or_refund_waits_past_the_timeout_and_no_secret_is_logged(
@@ -46,7 +39,7 @@ def test_no_checkout_or_refund_waits_past_the_timeout_and_no_secret_is_logged(
         )
         with GunicornServer(env, workers=2) as server:
             manage(env, "seed_demo")
-            token = _staff_token(env)
+            token = staff_token(env)
             opening = dict(query(database_url, "SELECT id, stock FROM catalog_product"))
             product = product_id(database_url, "TEE-001")
             paid = post_orders(server.url, [order_body(product)] * 3, concurrency=3)

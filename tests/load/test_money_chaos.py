@@ -10,7 +10,6 @@ gateway's own counters and the database. RETAIL_CHAOS_SEED replays a schedule.
 
 import os
 import random
-import re
 import signal
 import subprocess
 import threading
@@ -22,7 +21,14 @@ import httpx
 import pytest
 
 from tests.support.load import money_broken, order_body, query
-from tests.support.servers import MANAGE, FakeGateway, GunicornServer, backend_env, manage
+from tests.support.servers import (
+    MANAGE,
+    FakeGateway,
+    GunicornServer,
+    backend_env,
+    manage,
+    staff_token,
+)
 
 pytestmark = pytest.mark.load
 
@@ -35,13 +41,6 @@ MAX_REQUESTS = 5000
 REFUND_EVERY = 8  # one refund attempt per this many requests
 CLIENTS = 10
 TIMEOUT_SECONDS = 1.0
-
-
-def _staff_token(env: dict[str, str]) -> str:
-    env = {**env, "DJANGO_SUPERUSER_PASSWORD": "chaos-pass-9x"}
-    manage(env, "createsuperuser", "--noinput", "--username", "chaos", "--email", "c@example.com")
-    output = manage(env, "drf_create_token", "chaos")
-    return re.search(r"token (\w+)", output).group(1)
 
 
 def _terminate_backend_connections(server_url: str, database_url: str) -> int:
@@ -104,7 +103,7 @@ class _Chaos:
             _terminate_backend_connections(self.postgres_server, self.database_url)
 
 
-def _traffic(url, products, staff_token, rng, until) -> tuple[Counter, list[str]]:
+def _traffic(url, products, token, rng, until) -> tuple[Counter, list[str]]:
     """Run checkouts and refunds from CLIENTS clients until `until` is set; return the
     answers by status and any answer that is not JSON."""
     answers: Counter = Counter()
@@ -134,7 +133,7 @@ def _traffic(url, products, staff_token, rng, until) -> tuple[Counter, list[str]
                 response = client.post(
                     f"/api/orders/{order_id}/refund/",
                     json={},
-                    headers={"Authorization": f"Token {staff_token}"},
+                    headers={"Authorization": f"Token {token}"},
                 )
                 kind = "refund"
             else:
@@ -197,7 +196,7 @@ def test_money_invariants_hold_after_faults_crashes_and_dropped_connections(
         )
         with GunicornServer(env, workers=3) as server:
             manage(env, "seed_demo")
-            staff_token = _staff_token(env)
+            token = staff_token(env, "chaos")
             opening = dict(query(database_url, "SELECT id, stock FROM catalog_product"))
             chaos = _Chaos(
                 rng=rng,
@@ -210,7 +209,7 @@ def test_money_invariants_hold_after_faults_crashes_and_dropped_connections(
             faults.start()
             try:
                 answers, not_json = _traffic(
-                    server.url, sorted(opening), staff_token, traffic_rng, chaos.finished
+                    server.url, sorted(opening), token, traffic_rng, chaos.finished
                 )
             finally:
                 chaos.stop.set()

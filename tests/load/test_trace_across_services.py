@@ -9,7 +9,6 @@ token, secret or hostile header value reaches any log file.
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,14 @@ import httpx
 import pytest
 
 from tests.support.load import order_body, product_id
-from tests.support.servers import FakeGateway, GunicornServer, backend_env, manage, wait_for
+from tests.support.servers import (
+    FakeGateway,
+    GunicornServer,
+    backend_env,
+    manage,
+    staff_token,
+    wait_for,
+)
 
 pytestmark = pytest.mark.load
 
@@ -61,11 +67,7 @@ def test_trace_shows_every_service_line_of_checkouts_and_a_refund(database_url, 
         )
         with GunicornServer(env, workers=2) as server:
             manage(env, "seed_demo")
-            manage(
-                {**env, "DJANGO_SUPERUSER_PASSWORD": "trace-pass-9x"},
-                *("createsuperuser", "--noinput", "--username", "ops", "--email", "o@x.io"),
-            )
-            staff = re.search(r"token (\w+)", manage(env, "drf_create_token", "ops")).group(1)
+            staff = staff_token(env)
             product = product_id(database_url, "TEE-001")
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 paid = client.post(

@@ -237,3 +237,13 @@ class FakeGateway:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def staff_token(env: dict[str, str], username: str = "ops") -> str:
+    """Create a staff user (a superuser) with `manage.py`; return its DRF token's key."""
+    manage(
+        {**env, "DJANGO_SUPERUSER_PASSWORD": f"{username}-pass-9x"},
+        *("createsuperuser", "--noinput", "--username", username),
+        *("--email", f"{username}@example.com"),
+    )
+    return re.search(r"token (\w+)", manage(env, "drf_create_token", username)).group(1)

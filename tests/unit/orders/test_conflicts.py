@@ -6,6 +6,7 @@ import pytest
 from django.db import OperationalError
 from django.db.models import F
 
+import orders.refunds
 import orders.services
 from catalog.exceptions import OutOfStock
 from catalog.models import Product, StockMovement
@@ -134,7 +135,7 @@ def test_every_outcome_keeps_the_ledger_consistent(flash):
     """Sales, declines and refunds all move stock through the ledger."""
     order_place(lines=[OrderLine(product_id=flash.pk, quantity=1)], payment_token="tok_decline")
     paid = order_place(lines=[OrderLine(product_id=flash.pk, quantity=2)], payment_token="tok_ok")
-    orders.services.order_refund(order_id=paid.order.pk, actor=None)
+    orders.refunds.order_refund(order_id=paid.order.pk, actor=None)
     reasons = list(flash.movements.order_by("id").values_list("reason", "delta"))
     assert reasons == [
         ("seed", 5),

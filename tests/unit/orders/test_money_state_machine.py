@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 import orders.reconciliation
+import orders.refunds
 import orders.services
 import payments.services
 from catalog.models import Product, StockMovement
@@ -25,7 +26,8 @@ from catalog.services import product_create
 from orders.exceptions import OrderNotRefundable, PaymentUnavailable
 from orders.models import Order, OrderItem, Refund
 from orders.reconciliation import order_release_stale, payments_reconcile
-from orders.services import OrderLine, order_place, order_refund
+from orders.refunds import order_refund
+from orders.services import OrderLine, order_place
 from payments.exceptions import GatewayUnavailable, OutcomeUnknown
 from payments.gateways import ChargeResult, RefundResult
 from payments.models import Payment
@@ -186,7 +188,7 @@ def test_money_invariants_hold_under_any_interleaving(monkeypatch):
     def current_gateway(*, guarded: bool = True):
         return machine_gateway["current"]
 
-    for module in (payments.services, orders.services, orders.reconciliation):
+    for module in (payments.services, orders.services, orders.refunds, orders.reconciliation):
         monkeypatch.setattr(module, "payment_gateway", current_gateway)
     run_state_machine_as_test(
         Machine,

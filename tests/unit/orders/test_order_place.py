@@ -6,7 +6,8 @@ import pytest
 
 from catalog.exceptions import OutOfStock, ProductNotFound
 from orders.models import Order
-from orders.services import OrderLine, order_place, order_refund
+from orders.refunds import order_refund
+from orders.services import OrderLine, order_place
 from payments.exceptions import GatewayUnavailable
 from payments.models import Payment
 
@@ -110,7 +111,7 @@ def test_refund_left_undone_when_gateway_fails(products, stock_of, monkeypatch):
 
     tee = products["TEE-1"]
     placed = order_place(lines=[OrderLine(product_id=tee.pk, quantity=2)], payment_token="tok_ok")
-    monkeypatch.setattr("orders.services.payment_gateway", lambda: _DownGateway())
+    monkeypatch.setattr("orders.refunds.payment_gateway", lambda: _DownGateway())
     with pytest.raises(PaymentUnavailable):
         order_refund(order_id=placed.order.pk, actor=None)
     assert Order.objects.get(pk=placed.order.pk).status == Order.Status.PAID

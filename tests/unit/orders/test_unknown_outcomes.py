@@ -12,11 +12,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
+import orders.refunds
 import orders.services
 from catalog.selectors import stock_audit
 from catalog.services import product_create
 from orders.models import Order, Refund
-from orders.services import OrderLine, order_place, order_refund
+from orders.refunds import order_refund
+from orders.services import OrderLine, order_place
 from payments.models import Payment
 
 pytestmark = pytest.mark.django_db
@@ -201,7 +203,7 @@ def test_a_refund_killed_after_the_gateway_refunded_is_finished_by_a_retry_or_re
 
     for order in orders_:
         with monkeypatch.context() as patch:
-            patch.setattr(orders.services, "_refund_complete", killed)
+            patch.setattr(orders.refunds, "_refund_complete", killed)
             with pytest.raises(_ProcessKilled):
                 order_refund(order_id=order.pk, actor=None)
         assert Refund.objects.get(order=order).status == Refund.Status.PENDING
