@@ -32,7 +32,7 @@ test: setup ## Run every test tier (PostgreSQL and Redis ones when their variabl
 	$(PY) -m pytest
 	@$(MAKE) --no-print-directory postgres-tier
 
-unit: setup ## Run the in-process tests only (no server processes, no browser)
+unit: setup ## Run every test but the load and browser tiers (no server process, no browser)
 	$(PY) -m pytest -m "not load and not browser"
 
 postgres-tier: setup ## Run the database tests again on the PostgreSQL of RETAIL_TEST_POSTGRES_URL
