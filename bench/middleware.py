@@ -1,28 +1,47 @@
-"""Cost of observability: requests/s of `GET /api/products/<id>/` through the full WSGI stack.
+"""Cost of observability under continuous load: `GET /api/products/<id>/`, on against off.
 
-Three variants, each in its own warm process on its own copy of one SQLite database,
-measured in alternating rounds so that a noisy neighbour hits all of them alike:
+P1 is requests/s with observability on over requests/s with it off (RETAIL_OBSERVABILITY=off,
+the kill switch: X-Request-ID is still set). Two measurements, each alternating its variants
+so that a busy neighbour hits them alike, each printing its spread:
 
-- `off`:   RETAIL_OBSERVABILITY=off (the middleware still sets X-Request-ID);
-- `on`:    production settings: two JSON records per request to stdout and
-           application.log (formatted once, written in batches), one metric row per
-           request through the buffered recorder;
-- `naive`: the ADR's first design: python-json-logger's JsonFormatter on a stdout
-           handler and a file handler (each formatting every record) and one
-           synchronous INSERT per metric.
+- In-process: each variant is a warm process on its own copy of one database, driving the
+  full WSGI stack from one request thread as fast as it can. A round is continuous load:
+  a quarter of it untimed to reach the steady state (buffers filling and draining), then
+  `--seconds` timed with nothing flushed by hand, so the writer threads format, write and
+  insert beside the requests as they do in a server, and what they cost (their CPU, the
+  GIL they take from the request thread) lands in the round. CPU is the whole process's
+  (every thread, shown per thread) plus, on PostgreSQL, the database backends serving the
+  variant's database. What a process still holds after the timed part is written before
+  the next variant runs, so no backlog is paid inside another variant's round.
+- gunicorn: started as `make serve` starts it (its command line read from the Makefile,
+  the worker settings from backend/config/gunicorn.py), on a free port, under a
+  closed-loop load generator in its own process at fixed concurrency; requests/s and CPU
+  per request of the server's process tree (master and workers, every thread, plus the
+  database backends on PostgreSQL). The generator's CPU is reported apart.
 
-A round's time includes writing whatever the variant buffered (flush of logs and
-metrics), so deferred work is paid inside the measurement. stdout of the server
-processes goes to a file, as a container runtime would take it.
+Variants: `off`; `on` (production settings: two JSON records per request to stdout and
+application.log, one metric row per request); `otel` (on, plus OpenTelemetry spans exported
+over OTLP/HTTP to a local receiver that discards them; issue 12's row); with `--naive`,
+`naive` (the ADR's first design: python-json-logger on a stdout and a file handler, one
+synchronous INSERT per metric). stdout of every server goes to a file, as a container
+runtime takes it. SQLite by default; `--postgres-url SERVER_URL` runs the same on throwaway
+databases of that server. A run is `--rounds` alternating rounds; its P1 is the median of
+its rounds' on/off ratios. The long series: `--runs 10 --server-runs 10`.
 
-    python bench/middleware.py [--rounds 15] [--requests 400] [--json] [--postgres-url URL]
+    python bench/middleware.py [--runs 1] [--rounds 5] [--seconds 4] [--server-runs 1]
+        [--server-seconds 20] [--concurrency 4] [--naive] [--postgres-url URL] [--json]
 """
 
 import argparse
+import asyncio
+import ctypes
+import gc
 import io
 import json
 import multiprocessing
 import os
+import re
+import shlex
 import shutil
 import sqlite3
 import statistics
@@ -33,9 +52,25 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
-VARIANTS = ("off", "on", "naive")
+sys.path.insert(0, str(ROOT))
+from tests.support.databases import throwaway_postgres  # noqa: E402
+from tests.support.servers import wait_for  # noqa: E402
+
+TARGET_MEDIAN, TARGET_WORST = 0.90, 0.85
+SERVER_WARMUP_SECONDS = 3.0
+LABELS = {
+    "off": "off (RETAIL_OBSERVABILITY=off)",
+    "on": "on",
+    "otel": "on + OpenTelemetry export",
+    "naive": "naive (ADR: 2 handlers, sync INSERT)",
+}
+
+
+# --- in-process ------------------------------------------------------------------------
 
 
 def _environ(path: str) -> dict:
@@ -93,17 +128,69 @@ def _naive_logging(log_dir: str) -> None:
     )
 
 
-def _serve(variant: str, database_url: str, log_dir: str, conn) -> None:
-    """Run in a child process: answer `run N` commands with the seconds N requests took."""
+def _server_environment(variant: str, database_url: str, log_dir: Path, otlp_url: str) -> dict:
+    """Return the environment of a server of `variant`: nothing else of the caller's leaks in."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RETAIL_", "DJANGO_", "OTEL_")) and key != "DATABASE_URL"
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        RETAIL_LOG_DIR=str(log_dir),
+        RETAIL_OBSERVABILITY="off" if variant == "off" else "on",
+    )
+    if variant == "otel":
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url
+    return env
+
+
+class _DatabaseBackends:
+    """CPU seconds of the PostgreSQL backends serving one database (none on SQLite).
+
+    The server runs on this host, so its backend processes are readable like any other.
+    A backend that exits inside a window takes its CPU along; the recorder and the
+    request threads keep theirs open (CONN_MAX_AGE), so none does in practice.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._conn = None
+        if database_url.startswith("postgres"):
+            import psycopg
+
+            self._conn = psycopg.connect(database_url, autocommit=True)
+
+    def cpu(self) -> dict[int, float]:
+        if self._conn is None:
+            return {}
+        rows = self._conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return {pid: _cpu_seconds(pid) for (pid,) in rows}
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def _serve(variant: str, env: dict, log_dir: str, conn) -> None:
+    """Run in a child process: answer each `seconds` command with the figures of one round."""
     stdout = open(os.path.join(log_dir, "stdout.log"), "a")  # noqa: SIM115
     os.dup2(stdout.fileno(), 1)
-    os.environ.update(
-        DATABASE_URL=database_url,
-        RETAIL_LOG_DIR=log_dir,
-        RETAIL_OBSERVABILITY="off" if variant == "off" else "on",
-        DJANGO_SETTINGS_MODULE="config.settings",
-    )
+    os.environ.clear()
+    os.environ.update(env, DJANGO_SETTINGS_MODULE="config.settings")
     sys.path[:0] = [str(BACKEND), str(ROOT)]
+    import threading
+
     import django
 
     django.setup()
@@ -111,6 +198,7 @@ def _serve(variant: str, database_url: str, log_dir: str, conn) -> None:
     from config.wsgi import application
     from retail.logging import flush_logs
     from retail.metrics import flush_metrics, set_synchronous_metrics
+    from retail.tracing import flush_spans
 
     if variant == "naive":
         _naive_logging(log_dir)
@@ -130,22 +218,321 @@ def _serve(variant: str, database_url: str, log_dir: str, conn) -> None:
         if not statuses[0].startswith("200"):
             raise RuntimeError(f"{variant}: unexpected answer {statuses[0]}")
 
-    for _ in range(200):
-        call()
-    flush_metrics()
-    flush_logs()
-    conn.send("ready")
-    while True:
-        command = conn.recv()
-        if command is None:
-            break
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for _ in range(command):
-            call()
+    def run_for(seconds: float) -> int:
+        done, deadline = 0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for _ in range(20):
+                call()
+            done += 20
+        return done
+
+    def drain() -> None:
         flush_metrics()
         flush_logs()
-        conn.send((time.perf_counter() - started, time.process_time() - cpu_started))
+        flush_spans()
+
+    process = psutil.Process()
+    backends = _DatabaseBackends(env["DATABASE_URL"])
+
+    def threads_cpu() -> dict[str, float]:
+        names = {thread.native_id: thread.name for thread in threading.enumerate()}
+        return {
+            names.get(thread.id, "other"): thread.user_time + thread.system_time
+            for thread in process.threads()
+        }
+
+    for _ in range(300):
+        call()
+    drain()
+    conn.send("ready")
+    while (seconds := conn.recv()) is not None:
+        warm = run_for(seconds / 4)
+        threads, gcs, db = threads_cpu(), gc.get_stats(), backends.cpu()
+        switches = process.num_ctx_switches()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        requests = run_for(seconds)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        switches_after = process.num_ctx_switches()
+        threads_after, gcs_after, db_after = threads_cpu(), gc.get_stats(), backends.cpu()
+        drain()
+        conn.send(
+            {
+                "requests": requests,
+                "requests_with_warmup": warm + requests,
+                "wall": wall,
+                "cpu": cpu,
+                "database_cpu": _cpu_spent(db, db_after),
+                "threads": {
+                    name: spent - threads.get(name, 0.0) for name, spent in threads_after.items()
+                },
+                "gc": [
+                    after["collections"] - before["collections"]
+                    for before, after in zip(gcs, gcs_after, strict=True)
+                ],
+                # Every thread's switches: GIL hand-offs between the request thread and
+                # the writers show up here (a thread waiting for the GIL sleeps).
+                "context_switches": sum(switches_after) - sum(switches),
+            }
+        )
     conn.close()
+
+
+def _in_process(
+    variants: tuple[str, ...],
+    urls: dict[str, str],
+    workdir: Path,
+    otlp: "_OtlpReceiver",
+    runs: int,
+    rounds: int,
+    seconds: float,
+) -> list[list[dict[str, dict]]]:
+    """Return, per run and round, each variant's figures (variants alternate in each round)."""
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    for variant in variants:
+        log_dir = workdir / f"in-process-{variant}"
+        log_dir.mkdir()
+        parent, child = context.Pipe()
+        env = _server_environment(variant, urls[variant], log_dir, otlp.url)
+        process = context.Process(target=_serve, args=(variant, env, str(log_dir), child))
+        process.start()
+        workers[variant] = (process, parent)
+    try:
+        for variant, (_, conn) in workers.items():
+            if not conn.poll(180) or conn.recv() != "ready":
+                raise RuntimeError(f"{variant} server did not start")
+        series = []
+        for _ in range(runs):
+            run = []
+            for _ in range(rounds):
+                figures = {}
+                for variant, (_, conn) in workers.items():
+                    receiver_cpu = otlp.cpu()
+                    conn.send(seconds)
+                    figures[variant] = conn.recv()
+                    figures[variant]["receiver_cpu"] = otlp.cpu() - receiver_cpu
+                run.append(figures)
+            series.append(run)
+        return series
+    finally:
+        for process, conn in workers.values():
+            if process.is_alive():
+                conn.send(None)
+            process.join(timeout=60)
+
+
+# --- gunicorn ----------------------------------------------------------------------------
+
+
+def _serve_command() -> list[str]:
+    """Return `make serve`'s gunicorn command line, as make expands it."""
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", "serve"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = [line for line in recipe.splitlines() if "gunicorn" in line]
+    if len(lines) != 1:
+        raise RuntimeError(f"cannot find the gunicorn command of `make serve` in:\n{recipe}")
+    return shlex.split(lines[0])
+
+
+def _on_free_port(command: list[str]) -> list[str]:
+    """Return `command` bound to a port the OS picks instead of `make serve`'s."""
+    command = list(command)
+    for index, argument in enumerate(command):
+        if argument in ("--bind", "-b"):
+            command[index + 1] = "127.0.0.1:0"
+            return command
+        if argument.startswith("--bind="):
+            command[index] = "--bind=127.0.0.1:0"
+            return command
+    return [*command, "--bind", "127.0.0.1:0"]
+
+
+def _load_clients(port: int, path: str, concurrency: int, stop, completed, failed) -> None:
+    """Run in a child process: keep `concurrency` requests in flight until `stop` is set.
+
+    Raw HTTP/1.1 over asyncio streams: the generator shares the machine's cores with the
+    server, so it must cost as little per request as it can (an httpx client costs several
+    times more). A connection the server closes (`Connection: close`, as sync workers
+    answer) is opened again for the next request.
+    """
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    content_length = re.compile(rb"(?im)^content-length:\s*(\d+)")
+    closes = re.compile(rb"(?im)^connection:\s*close")
+
+    async def client() -> None:
+        writer = None
+        while not stop.is_set():
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(content_length.search(head).group(1)))
+            except (OSError, asyncio.IncompleteReadError, AttributeError):
+                failed.value += 1
+                writer = None
+                await asyncio.sleep(0.01)
+                continue
+            if head.startswith(b"HTTP/1.1 200"):
+                completed.value += 1
+            else:
+                failed.value += 1
+            if closes.search(head):
+                writer.close()
+                writer = None
+
+    async def main() -> None:
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+
+    asyncio.run(main())
+
+
+def _tree_cpu(master: psutil.Process) -> dict[int, float]:
+    """CPU seconds of gunicorn's master (with its reaped workers) and of each live worker."""
+    times = master.cpu_times()
+    spent = {master.pid: times.user + times.system + times.children_user + times.children_system}
+    for child in master.children(recursive=True):
+        spent[child.pid] = _cpu_seconds(child.pid)
+    return spent
+
+
+def _gunicorn_round(
+    variant: str,
+    database_url: str,
+    workdir: Path,
+    otlp: "_OtlpReceiver",
+    seconds: float,
+    concurrency: int,
+    product_path: str,
+) -> dict:
+    """Serve `variant` with gunicorn under closed-loop load; return its figures."""
+    log_dir = Path(tempfile.mkdtemp(prefix=f"gunicorn-{variant}-", dir=workdir))
+    env = _server_environment(variant, database_url, log_dir, otlp.url)
+    command = _on_free_port(_serve_command())
+    workers = int(command[command.index("--workers") + 1]) if "--workers" in command else 1
+    with ExitStack() as stack:
+        stdout = stack.enter_context((log_dir / "stdout.log").open("w"))
+        stderr_path = log_dir / "gunicorn.err"
+        stderr = stack.enter_context(stderr_path.open("w"))
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
+        stack.callback(_stop, server)
+
+        def bound_port() -> int | None:
+            if server.poll() is not None:
+                raise RuntimeError(f"gunicorn exited:\n{stderr_path.read_text()[-3000:]}")
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", stderr_path.read_text())
+            return int(found.group(1)) if found else None
+
+        port = wait_for(bound_port, timeout=60, what="gunicorn to bind")
+        master = psutil.Process(server.pid)
+        wait_for(
+            lambda: len(master.children()) == workers, timeout=60, what="every gunicorn worker"
+        )
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        completed, failed = context.RawValue(ctypes.c_long, 0), context.RawValue(ctypes.c_long, 0)
+        generator = context.Process(
+            target=_load_clients,
+            args=(port, product_path, concurrency, stop, completed, failed),
+        )
+        generator.start()
+        stack.callback(generator.join, 30)
+        stack.callback(stop.set)
+        time.sleep(SERVER_WARMUP_SECONDS)
+        backends = _DatabaseBackends(database_url)
+        stack.callback(lambda: backends._conn and backends._conn.close())
+        before = (completed.value, failed.value, time.perf_counter())
+        tree, db, load = _tree_cpu(master), backends.cpu(), _cpu_seconds(generator.pid)
+        receiver = otlp.cpu()
+        time.sleep(seconds)
+        after = (completed.value, failed.value, time.perf_counter())
+        tree_after, db_after = _tree_cpu(master), backends.cpu()
+        load_after, receiver_after = _cpu_seconds(generator.pid), otlp.cpu()
+    requests = after[0] - before[0]
+    if requests == 0:
+        raise RuntimeError(f"{variant}: no request answered 200 under load")
+    return {
+        "requests": requests,
+        "failed": after[1] - before[1],
+        "wall": after[2] - before[2],
+        "server_cpu": _cpu_spent(tree, tree_after),
+        "database_cpu": _cpu_spent(db, db_after),
+        "load_generator_cpu": load_after - load,
+        "receiver_cpu": receiver_after - receiver,
+        "workers": workers,
+        "metric_rows": _count(database_url, "SELECT count(*) FROM retail_metric"),
+    }
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop gracefully, as an operator would (workers write what they buffered)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _count(database_url: str, query: str) -> int:
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            return db.execute(query).fetchone()[0]
+    import psycopg
+
+    with psycopg.connect(database_url) as db:
+        return db.execute(query).fetchone()[0]
+
+
+# --- OTLP receiver -------------------------------------------------------------------------
+
+
+def _discard_otlp(conn) -> None:
+    """Run in a child process: accept OTLP/HTTP exports on a free port and discard them."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Discard(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format, *args) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Discard)
+    conn.send(server.server_address[1])
+    server.serve_forever()
+
+
+class _OtlpReceiver:
+    """The local OTLP/HTTP receiver the `otel` variant exports to, in its own process."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(target=_discard_otlp, args=(child,), daemon=True)
+        self._process.start()
+        stack.callback(self._process.terminate)
+        if not parent.poll(60):
+            raise RuntimeError("the OTLP receiver did not start")
+        self.url = f"http://127.0.0.1:{parent.recv()}"
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self._process.pid)
+
+
+# --- databases ------------------------------------------------------------------------------
 
 
 def _prepare_database(database_url: str, workdir: Path) -> None:
@@ -155,138 +542,264 @@ def _prepare_database(database_url: str, workdir: Path) -> None:
         subprocess.run(manage + command, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def _databases(stack: ExitStack, workdir: Path, postgres: str | None) -> dict[str, str]:
-    """Return one migrated, seeded database URL per variant (SQLite copies or PG databases)."""
-    if postgres:
-        sys.path.insert(0, str(ROOT))
-        from tests.support.databases import throwaway_postgres
+class _Databases:
+    """Migrated, seeded databases, one per server started: SQLite copies or PG databases."""
 
-        urls = {variant: stack.enter_context(throwaway_postgres(postgres)) for variant in VARIANTS}
-        for url in urls.values():
-            _prepare_database(url, workdir)
-        return urls
-    base = workdir / "base.sqlite3"
-    _prepare_database(f"sqlite:///{base}", workdir)
-    urls = {}
-    for variant in VARIANTS:
-        copy = workdir / f"{variant}.sqlite3"
-        with sqlite3.connect(base) as source, sqlite3.connect(copy) as target:
+    def __init__(self, stack: ExitStack, workdir: Path, postgres: str | None) -> None:
+        self._stack, self._workdir, self._postgres = stack, workdir, postgres
+        if postgres:
+            self._base = stack.enter_context(throwaway_postgres(postgres))
+        else:
+            self._base = f"sqlite:///{workdir / 'base.sqlite3'}"
+        _prepare_database(self._base, workdir)
+        self._made = 0
+
+    def fresh(self) -> str:
+        """Return the URL of a new copy of the base database."""
+        self._made += 1
+        if self._postgres:
+            name = self._base.rpartition("/")[2]
+            return self._stack.enter_context(throwaway_postgres(self._postgres, template=name))
+        copy = self._workdir / f"copy-{self._made}.sqlite3"
+        with (
+            sqlite3.connect(self._base.removeprefix("sqlite:///")) as source,
+            sqlite3.connect(copy) as target,
+        ):
             source.backup(target)
-        urls[variant] = f"sqlite:///{copy}"
-    return urls
+        return f"sqlite:///{copy}"
+
+    def product_path(self) -> str:
+        query = "SELECT min(id) FROM catalog_product"
+        return f"/api/products/{_count(self._base, query)}/"
 
 
-def _count_lines(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with path.open() as lines:
-        return sum(1 for _ in lines)
+# --- figures -----------------------------------------------------------------------------
 
 
-def measure(rounds: int, requests: int, postgres: str | None = None) -> dict:
-    """Measure requests/s of each variant in alternating rounds; return the figures."""
+def _spread(values: list[float], digits: int = 3) -> dict:
+    return {
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def _in_process_figures(series: list[list[dict]], variants: tuple[str, ...]) -> dict:
+    rounds = [figures for run in series for figures in run]
+
+    def rps(figures: dict) -> float:
+        return figures["requests"] / figures["wall"]
+
+    def cpu_us(figures: dict) -> float:
+        return (figures["cpu"] + figures["database_cpu"]) / figures["requests"] * 1e6
+
+    result: dict = {"variants": {}}
+    for variant in variants:
+        mine = [figures[variant] for figures in rounds]
+        threads: dict[str, list[float]] = {}
+        for figures in mine:
+            for name, spent in figures["threads"].items():
+                threads.setdefault(name, []).append(spent / figures["requests"] * 1e6)
+        result["variants"][variant] = {
+            "rps": _spread([rps(figures) for figures in mine], 1),
+            "cpu_us_per_request": _spread([cpu_us(figures) for figures in mine], 1),
+            "database_cpu_us_per_request": round(
+                statistics.median(f["database_cpu"] / f["requests"] * 1e6 for f in mine), 1
+            ),
+            "thread_cpu_us_per_request": {
+                name: round(statistics.median(values), 1) for name, values in threads.items()
+            },
+            "context_switches_per_request": round(
+                statistics.median(f["context_switches"] / f["requests"] for f in mine), 2
+            ),
+            "gc_collections_per_1000_requests": [
+                round(statistics.median(f["gc"][gen] / f["requests"] * 1000 for f in mine), 2)
+                for gen in range(3)
+            ],
+            "receiver_cpu_us_per_request": round(
+                statistics.median(
+                    f["receiver_cpu"] / f["requests_with_warmup"] * 1e6 for f in mine
+                ),
+                1,
+            ),
+        }
+    for variant in variants[1:]:
+        per_round = [rps(figures[variant]) / rps(figures["off"]) for figures in rounds]
+        per_run = [
+            statistics.median(rps(figures[variant]) / rps(figures["off"]) for figures in run)
+            for run in series
+        ]
+        cpu_ratio = [cpu_us(figures["off"]) / cpu_us(figures[variant]) for figures in rounds]
+        result[f"{variant}_off"] = {
+            "runs": [round(ratio, 3) for ratio in per_run],
+            "run_spread": _spread(per_run),
+            "round_spread": _spread(per_round),
+            "cpu_ratio": _spread(cpu_ratio),
+        }
+    return result
+
+
+def _server_figures(pairs: list[dict[str, dict]]) -> dict:
+    def rps(figures: dict) -> float:
+        return figures["requests"] / figures["wall"]
+
+    def server_us(figures: dict) -> float:
+        return (figures["server_cpu"] + figures["database_cpu"]) / figures["requests"] * 1e6
+
+    result: dict = {"variants": {}}
+    for variant in pairs[0]:
+        mine = [pair[variant] for pair in pairs]
+        result["variants"][variant] = {
+            "rps": _spread([rps(figures) for figures in mine], 1),
+            "server_cpu_us_per_request": _spread([server_us(figures) for figures in mine], 1),
+            "database_cpu_us_per_request": round(
+                statistics.median(f["database_cpu"] / f["requests"] * 1e6 for f in mine), 1
+            ),
+            "load_generator_cpu_us_per_request": round(
+                statistics.median(f["load_generator_cpu"] / f["requests"] * 1e6 for f in mine), 1
+            ),
+            "failed_requests": sum(f["failed"] for f in mine),
+            "metric_rows_after_last_run": mine[-1]["metric_rows"],
+            "workers": mine[0]["workers"],
+        }
+    per_run = [rps(pair["on"]) / rps(pair["off"]) for pair in pairs]
+    result["on_off"] = {
+        "runs": [round(ratio, 3) for ratio in per_run],
+        "run_spread": _spread(per_run),
+        "cpu_ratio": _spread([server_us(pair["off"]) / server_us(pair["on"]) for pair in pairs]),
+    }
+    return result
+
+
+def measure(
+    *,
+    runs: int = 1,
+    rounds: int = 5,
+    seconds: float = 4.0,
+    server_runs: int = 1,
+    server_seconds: float = 20.0,
+    concurrency: int = 4,
+    naive: bool = False,
+    postgres: str | None = None,
+) -> dict:
+    """Measure both ways, variants alternating; return the figures."""
+    variants = ("off", "on", "otel", *(("naive",) if naive else ()))
     workdir = Path(tempfile.mkdtemp(prefix="retail-bench-middleware-"))
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        urls = _databases(stack, workdir, postgres)
-        context = multiprocessing.get_context("spawn")
-        workers = {}
-        for variant in VARIANTS:
-            log_dir = workdir / variant
-            log_dir.mkdir()
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_serve, args=(variant, urls[variant], str(log_dir), child)
+        databases = _Databases(stack, workdir, postgres)
+        otlp = _OtlpReceiver(stack)
+        urls = {variant: databases.fresh() for variant in variants}
+        series = _in_process(variants, urls, workdir, otlp, runs, rounds, seconds)
+        pairs = []
+        for run in range(server_runs):
+            # Alternate which variant goes first, so that a drift of the machine's load
+            # over a pair favours neither.
+            order = ("off", "on") if run % 2 == 0 else ("on", "off")
+            pairs.append(
+                {
+                    variant: _gunicorn_round(
+                        variant,
+                        databases.fresh(),
+                        workdir,
+                        otlp,
+                        server_seconds,
+                        concurrency,
+                        databases.product_path(),
+                    )
+                    for variant in order
+                }
             )
-            process.start()
-            workers[variant] = (process, parent)
-        for variant, (_, conn) in workers.items():
-            if not conn.poll(120) or conn.recv() != "ready":
-                raise RuntimeError(f"{variant} server did not start")
-        seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        cpu_seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        for _ in range(rounds):
-            for variant, (_, conn) in workers.items():
-                conn.send(requests)
-                wall, cpu = conn.recv()
-                seconds[variant].append(wall)
-                cpu_seconds[variant].append(cpu)
-        for process, conn in workers.values():
-            conn.send(None)
-            process.join(timeout=30)
-        log_lines = {
-            variant: _count_lines(workdir / variant / "application.log") for variant in VARIANTS
-        }
-    rps = {variant: requests / statistics.median(seconds[variant]) for variant in VARIANTS}
-    # CPU time of the whole process (all its threads): the cost, free of a busy neighbour.
-    cpu_us = {
-        variant: statistics.median(cpu_seconds[variant]) / requests * 1e6 for variant in VARIANTS
-    }
+    in_process = _in_process_figures(series, variants)
+    server = _server_figures(pairs) if pairs else None
+    p1 = in_process["on_off"]["run_spread"]
     return {
         "endpoint": "GET /api/products/<id>/",
         "database": "postgresql" if postgres else "sqlite",
-        "rounds": rounds,
-        "requests_per_round": requests,
-        "rps_off": round(rps["off"], 1),
-        "rps_on": round(rps["on"], 1),
-        "rps_naive": round(rps["naive"], 1),
-        "us_per_request_off": round(1e6 / rps["off"], 1),
-        "us_per_request_on": round(1e6 / rps["on"], 1),
-        "us_per_request_naive": round(1e6 / rps["naive"], 1),
-        "rps_spread": {
-            variant: [
-                round(requests / max(seconds[variant]), 1),
-                round(requests / min(seconds[variant]), 1),
-            ]
-            for variant in VARIANTS
+        "in_process": {"runs": runs, "rounds": rounds, "seconds": seconds, **in_process},
+        "gunicorn": server
+        and {
+            "runs": server_runs,
+            "seconds": server_seconds,
+            "concurrency": concurrency,
+            "command": " ".join(_serve_command()),
+            **server,
         },
-        "cpu_us_per_request": {variant: round(cpu_us[variant], 1) for variant in VARIANTS},
-        "ratio_on_off": round(rps["on"] / rps["off"], 3),
-        "cpu_ratio_on_off": round(cpu_us["off"] / cpu_us["on"], 3),
-        "ratio_naive_off": round(rps["naive"] / rps["off"], 3),
-        "target_ratio_on_off": 0.90,
-        "log_lines": log_lines,
+        "target": {"median": TARGET_MEDIAN, "worst": TARGET_WORST},
+        "p1_pass": p1["median"] >= TARGET_MEDIAN and p1["min"] >= TARGET_WORST,
     }
 
 
+def _range(spread: dict, digits: int = 0) -> str:
+    return f"{spread['min']:.{digits}f}-{spread['median']:.{digits}f}-{spread['max']:.{digits}f}"
+
+
 def _table(figures: dict) -> str:
-    rows = [
-        ("off (RETAIL_OBSERVABILITY=off)", "rps_off", "us_per_request_off", None),
-        ("on (buffered, format once)", "rps_on", "us_per_request_on", "ratio_on_off"),
-        (
-            "naive (ADR: 2 handlers, sync INSERT)",
-            "rps_naive",
-            "us_per_request_naive",
-            "ratio_naive_off",
-        ),
-    ]
+    in_process = figures["in_process"]
     lines = [
-        f"{figures['endpoint']} on {figures['database']}, median of {figures['rounds']} "
-        f"rounds x {figures['requests_per_round']} requests",
-        f"{'variant':<40}{'req/s':>10}{'µs/req':>10}{'vs off':>10}{'CPU µs/req':>12}   req/s range",
+        f"{figures['endpoint']} on {figures['database']}: in-process, {in_process['runs']} run(s)"
+        f" of {in_process['rounds']} rounds x {in_process['seconds']:g} s of continuous load",
+        f"{'variant':<38}{'req/s min-med-max':>20}{'CPU µs/req':>12}{'vs off (runs)':>20}"
+        f"{'CPU ratio':>11}   CPU µs/req by thread",
     ]
-    for label, rps, us, ratio in rows:
-        shown = f"{figures[ratio]:.3f}" if ratio else "1.000"
-        variant = rps.removeprefix("rps_")
-        low, high = figures["rps_spread"][variant]
-        cpu = figures["cpu_us_per_request"][variant]
-        lines.append(
-            f"{label:<40}{figures[rps]:>10.1f}{figures[us]:>10.1f}{shown:>10}{cpu:>12.1f}"
-            f"   {low:.0f}-{high:.0f}"
+    for variant, own in in_process["variants"].items():
+        ratio = in_process.get(f"{variant}_off")
+        shown = _range(ratio["run_spread"], 3) if ratio else "1"
+        cpu_ratio = f"{ratio['cpu_ratio']['median']:.3f}" if ratio else "1"
+        threads = " ".join(
+            f"{name}={spent:.0f}"
+            for name, spent in own["thread_cpu_us_per_request"].items()
+            if spent >= 0.5
         )
-    verdict = "PASS" if figures["ratio_on_off"] >= figures["target_ratio_on_off"] else "FAIL"
+        if own["database_cpu_us_per_request"]:
+            threads += f" postgres={own['database_cpu_us_per_request']:.0f}"
+        threads += f"; switches/req {own['context_switches_per_request']:.2f}"
+        lines.append(
+            f"{LABELS[variant]:<38}{_range(own['rps']):>20}"
+            f"{own['cpu_us_per_request']['median']:>12.0f}{shown:>20}{cpu_ratio:>11}   {threads}"
+        )
+    p1 = in_process["on_off"]
     lines.append(
-        f"target on/off >= {figures['target_ratio_on_off']:.2f}: {verdict} "
-        f"(req/s ratio {figures['ratio_on_off']:.3f}; "
-        f"CPU-time ratio {figures['cpu_ratio_on_off']:.3f})"
+        f"P1 per run: {' '.join(f'{ratio:.3f}' for ratio in p1['runs'])}; per round "
+        f"{_range(p1['round_spread'], 3)}"
+    )
+    server = figures["gunicorn"]
+    if server:
+        lines += [
+            "",
+            f"gunicorn as `make serve` ({server['variants']['off']['workers']} workers), "
+            f"closed loop at concurrency {server['concurrency']}, {server['runs']} run(s) "
+            f"of {server['seconds']:g} s per variant",
+            f"{'variant':<38}{'req/s min-med-max':>20}{'server CPU µs/req':>19}"
+            f"{'load gen. CPU µs/req':>22}{'failed':>8}",
+        ]
+        for variant, own in server["variants"].items():
+            lines.append(
+                f"{LABELS[variant]:<38}{_range(own['rps']):>20}"
+                f"{own['server_cpu_us_per_request']['median']:>19.0f}"
+                f"{own['load_generator_cpu_us_per_request']:>22.0f}{own['failed_requests']:>8}"
+            )
+        lines.append(
+            f"P1 per run: {' '.join(f'{ratio:.3f}' for ratio in server['on_off']['runs'])}; "
+            f"server CPU ratio {_range(server['on_off']['cpu_ratio'], 3)}"
+        )
+    verdict = "PASS" if figures["p1_pass"] else "FAIL"
+    lines.append(
+        f"target (in-process P1 over runs): median >= {TARGET_MEDIAN:.2f}, worst >= "
+        f"{TARGET_WORST:.2f}: {verdict} ({_range(p1['run_spread'], 3)})"
     )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--requests", type=int, default=400, help="requests per round")
+    parser.add_argument("--runs", type=int, default=1, help="in-process runs")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per run")
+    parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per round")
+    parser.add_argument("--server-runs", type=int, default=1, help="gunicorn on/off pairs")
+    parser.add_argument("--server-seconds", type=float, default=20.0, help="per gunicorn run")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    parser.add_argument("--naive", action="store_true", help="add the ADR's naive design")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -294,7 +807,16 @@ def main() -> None:
         help="run on throwaway databases of this PostgreSQL server instead of SQLite",
     )
     args = parser.parse_args()
-    figures = measure(args.rounds, args.requests, args.postgres_url)
+    figures = measure(
+        runs=args.runs,
+        rounds=args.rounds,
+        seconds=args.seconds,
+        server_runs=args.server_runs,
+        server_seconds=args.server_seconds,
+        concurrency=args.concurrency,
+        naive=args.naive,
+        postgres=args.postgres_url,
+    )
     print(json.dumps(figures) if args.json else _table(figures))
 
 

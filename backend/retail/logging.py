@@ -1,15 +1,21 @@
 """JSON log lines to stdout and the rotating `application.log` (SPEC §3.2).
 
-The request path only appends a record to a buffer: a writer thread formats each record
+The request path only appends an entry to a buffer: a writer thread formats each entry
 once with python-json-logger's orjson formatter and writes the batch to stdout and,
-under concurrent-log-handler's inter-process lock, to `application.log`. That keeps
-the per-request cost of two log records to a few microseconds, and a batch takes the
-file lock once instead of once per line.
+under concurrent-log-handler's inter-process lock, to `application.log`. A batch takes
+the file lock once instead of once per line.
 
-The records the code here writes itself (`log_fields`, `log_event`, the middleware's
-`http.*` records) take a shorter way still when logging is configured as in production
-(one JsonLinesHandler receives them): the buffer gets the record's time, level, logger
-and fields, and the writer formats the same JSON line from them without a LogRecord.
+Two ways into the buffer, for one line format, and each earns its place:
+
+- `JsonLinesHandler.emit()`, the standard logging path, takes every record Django, DRF and
+  third-party code write, and every record in any set-up but production's (pytest's
+  capture, a second handler, a filter on a logger): logging's routing stays the truth.
+- `log_fields()` (behind `log_event` and the middleware's two `http.*` records per
+  request) hands the one production handler the record's time, level, logger and fields,
+  without a LogRecord: no makeRecord(), no handle() or filter chain on the request
+  thread, a few microseconds per record, which is a third of what observability adds to a
+  request's own thread (docs/observability-cost.md). `JsonFormatter.format_fields()`
+  turns those parts into the line format() makes of the equivalent record.
 
 It is one module because its parts share one contract that must change together: the
 buffer's entry formats (record, attribute dict, fields tuple), the formatter that turns
@@ -54,6 +60,8 @@ _handlers: "weakref.WeakSet[JsonLinesHandler]" = weakref.WeakSet()
 _LogRecord = logging.LogRecord
 _new_object = object.__new__
 _getLevelName = logging.getLevelName
+_level_names = logging._levelToName
+_UNSEEN = object()
 # What JsonLinesHandler buffers: a LogRecord, a plain LogRecord's attribute dict (see
 # emit()), or the (created, levelno, logger name, fields) of a record log_fields() did
 # not build.
@@ -135,9 +143,9 @@ class JsonFormatter(OrjsonFormatter):
         kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "request"])
         super().__init__(**kwargs)
         self._plain = "asctime" not in self._required_fields
-        # Attribute names of a record, in order -> those that are log fields (see
-        # _field_names); records of one call site share a layout.
-        self._layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Attribute names of a record, in order -> those that are log fields, or None when
+        # all are (see _add_extra); records of one call site share a layout.
+        self._layouts: dict[tuple[str, ...], tuple[str, ...] | None] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         # The base class's format() for the common record (a str message without
@@ -162,10 +170,8 @@ class JsonFormatter(OrjsonFormatter):
     ) -> None:
         # SPEC's fixed keys first, then every extra field; the base class's generic
         # version (renames, defaults, static fields) costs a third more per record.
-        self._fill(log_data, record.created, record.levelname, record.name, record.message)
-        fields = record.__dict__
-        for key in self._field_names(fields):
-            log_data[key] = fields[key]
+        log_data.update(self._head(record.created, record.levelname, record.name, record.message))
+        self._add_extra(log_data, record.__dict__)
         if message_dict:
             log_data.update(message_dict)
 
@@ -173,34 +179,38 @@ class JsonFormatter(OrjsonFormatter):
         """Return the line format() makes of the record log_fields() would have built."""
         if not self._plain:
             return self.format(_record_of(created, levelno, name, fields))
-        log_data: dict[str, Any] = {}
-        self._fill(log_data, created, _getLevelName(levelno), name, fields["event"])
-        for key in self._field_names(fields):
-            log_data[key] = fields[key]
+        level = _level_names.get(levelno) or _getLevelName(levelno)
+        log_data = self._head(created, level, name, fields["event"])
+        self._add_extra(log_data, fields)
         return self.serialize_log_record(self.process_log_record(log_data))
 
-    def _fill(
-        self, log_data: dict[str, Any], created: float, level: str, name: str, message: Any
-    ) -> None:
-        log_data["timestamp"] = datetime.fromtimestamp(created, tz=UTC)
-        log_data["level"] = level
-        log_data["logger"] = name
-        log_data["message"] = message
+    def _head(self, created: float, level: str, name: str, message: Any) -> dict[str, Any]:
         # `service` (SPEC §3.5): which program wrote the line, set in LOGGING.
-        if self.static_fields:
-            log_data.update(self.static_fields)
+        return {
+            "timestamp": datetime.fromtimestamp(created, tz=UTC),
+            "level": level,
+            "logger": name,
+            "message": message,
+            **self.static_fields,
+        }
 
-    def _field_names(self, fields: dict[str, Any]) -> tuple[str, ...]:
-        """Return the keys of `fields` that are log fields: not reserved, not `_private`."""
+    def _add_extra(self, log_data: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Add the keys of `fields` that are log fields: not reserved, not `_private`."""
         layout = tuple(fields)
-        names = self._layouts.get(layout)
-        if names is None:
+        names = self._layouts.get(layout, _UNSEEN)
+        if names is _UNSEEN:
             skip = self._skip_fields
-            names = tuple(key for key in layout if key not in skip and key[:1] != "_")
+            kept = tuple(key for key in layout if key not in skip and key[:1] != "_")
+            # None: every key is a log field (log_fields()' records), one update() adds them.
+            names = None if kept == layout else kept
             if len(self._layouts) >= 512:
                 self._layouts.clear()
             self._layouts[layout] = names
-        return names
+        if names is None:
+            log_data.update(fields)
+        else:
+            for key in names:
+                log_data[key] = fields[key]
 
 
 class JsonLinesHandler(logging.Handler):
@@ -292,25 +302,22 @@ class JsonLinesHandler(logging.Handler):
         """Write every buffered record now."""
         with self._write_lock:
             records = self._records
+            format_fields = getattr(self.formatter, "format_fields", None)
             lines: list[str] = []
             while records:
                 try:
-                    record = records.popleft()
+                    entry = records.popleft()
                 except IndexError:
                     break
                 try:
-                    lines.append(self._format_entry(record))
+                    if format_fields is not None and type(entry) is tuple:
+                        lines.append(format_fields(*entry))
+                    else:
+                        lines.append(self.format(_as_record(entry)))
                 except Exception:
-                    self.handleError(_as_record(record))
+                    self.handleError(_as_record(entry))
             if lines:
                 self._write(lines)
-
-    def _format_entry(self, entry: _BufferEntry) -> str:
-        if type(entry) is tuple:
-            format_fields = getattr(self.formatter, "format_fields", None)
-            if format_fields is not None:
-                return format_fields(*entry)
-        return self.format(_as_record(entry))
 
     def close(self) -> None:
         """Stop the writer thread, write what is left and close the file."""
