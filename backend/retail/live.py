@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,21 +103,37 @@ def event_text(document: dict[str, Any], *, event_id: str) -> str:
     return f"id: {event_id}\nevent: delta\ndata: {json.dumps(document, separators=(',', ':'))}\n\n"
 
 
-def events(stream: Stream, first: str) -> Iterator[bytes]:
-    """Yield the stream's bytes: the reconnect delay, `first`, then events and heartbeats."""
-    try:
-        yield f"retry: {RECONNECT_MS}\n\n{first}".encode()
-        while True:
-            try:
-                event = stream.events.get(timeout=HEARTBEAT_SECONDS)
-            except queue.Empty:
-                yield b": heartbeat\n\n"
-                continue
-            if event is None:
-                return
-            yield event.encode()
-    finally:
-        stream_close(stream)
+class Events:
+    """The bytes of one open stream: the reconnect delay, `first`, then events and heartbeats.
+
+    An iterator object rather than a generator: Django closes the response when the page
+    goes away or the worker drops it, and a generator never started would skip its
+    cleanup; close() here always forgets the stream.
+    """
+
+    def __init__(self, stream: Stream, first: str) -> None:
+        self.stream = stream
+        self.pending: bytes | None = f"retry: {RECONNECT_MS}\n\n{first}".encode()
+
+    def __iter__(self) -> "Events":
+        return self
+
+    def __next__(self) -> bytes:
+        if self.pending is not None:
+            chunk, self.pending = self.pending, None
+            return chunk
+        try:
+            event = self.stream.events.get(timeout=HEARTBEAT_SECONDS)
+        except queue.Empty:
+            return b": heartbeat\n\n"
+        if event is None:
+            self.close()
+            raise StopIteration
+        return event.encode()
+
+    def close(self) -> None:
+        """Forget the stream (called by Django when the response is closed)."""
+        stream_close(self.stream)
 
 
 def _poll(delta: Callable[..., dict]) -> None:
