@@ -120,7 +120,7 @@
       var run = [];
       var flush = function () {
         if (run.length === 1) {
-          svg.appendChild(el("circle", { cx: run[0][0], cy: run[0][1], r: 2.5, "class": "s" + index }));
+          svg.appendChild(el("circle", { cx: run[0][0], cy: run[0][1], r: 4, "class": "s" + index }));
         } else if (run.length > 1) {
           svg.appendChild(el("polyline", { points: run.map(function (xy) { return xy.join(","); }).join(" "), "class": "s" + index }));
         }
@@ -128,7 +128,8 @@
       };
       doc.points.forEach(function (p) {
         if (p[key] === null || p[key] === undefined) { flush(); return; }
-        run.push([(x(ms(p.t)) + slot / 2).toFixed(1), y(p[key]).toFixed(1)]);
+        // The middle of the point's slot; the partial last minute stops at the edge.
+        run.push([Math.min(x(ms(p.t)) + slot / 2, W - RIGHT).toFixed(1), y(p[key]).toFixed(1)]);
       });
       flush();
     });
@@ -226,7 +227,17 @@
       doc.breaker = doc.breaker.filter(function (band) { return ms(band.start) < ms(cut); })
         .map(function (band) { return ms(band.end) > ms(cut) ? { start: band.start, end: cut, state: band.state } : band; })
         .concat(delta.breaker)
-        .filter(function (band) { return ms(band.end) > start; });
+        .filter(function (band) { return ms(band.end) > start; })
+        .reduce(function (bands, band) {
+          // A delta starts with the state it began in: one band, not two side by side.
+          var last = bands[bands.length - 1];
+          if (last && last.state === band.state && last.end === band.start) {
+            bands[bands.length - 1] = { start: last.start, end: band.end, state: band.state };
+          } else {
+            bands.push(band);
+          }
+          return bands;
+        }, []);
     }
     var seen = {}, fresh = {};
     doc.errors.forEach(function (error) { seen[error.id] = true; });

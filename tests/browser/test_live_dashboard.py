@@ -1,0 +1,127 @@
+"""The live dashboard in a real browser: charts, an error arriving live, drill-down, restart."""
+
+import uuid
+
+import httpx
+import pytest
+
+from tests.browser.conftest import PAGE_TIMEOUT_SECONDS, staff_login, viewport
+from tests.browser.test_staff_pages import (
+    _assert_self_contained,
+    _console_errors,
+    _screenshot,
+)
+
+# A new error is on the page within this long: the worker's metric flush (1 s), the
+# poller's period (2 s) and the browser's work, with room for a busy machine.
+ARRIVAL_SECONDS = 15
+# After a restart: gunicorn's stop and start, then EventSource's retry (3 s).
+RECONNECT_SECONDS = 45
+
+
+def _wait(driver, script: str, *, timeout: float, what: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+        lambda d: d.execute_script(script), message=f"waited {timeout} s for {what}"
+    )
+
+
+def _error_over_http(site_url: str) -> str:
+    """Make one 409 (an unknown product) with a chosen request ID; return the ID."""
+    request_id = f"live-{uuid.uuid4().hex[:12]}"
+    answer = httpx.post(
+        f"{site_url}/api/orders/",
+        json={"items": [{"product_id": 987654, "quantity": 1}], "payment_token": "tok_ok"},
+        headers={"X-Request-ID": request_id},
+        timeout=10,
+    )
+    assert answer.status_code >= 400 and answer.headers["X-Request-ID"] == request_id
+    return request_id
+
+
+def _open_live(driver, site) -> None:
+    driver.get(f"{site.url}/metrics/dashboard/?range=15m")
+    _wait(
+        driver,
+        "return document.getElementById('live-status').classList.contains('live')",
+        timeout=PAGE_TIMEOUT_SECONDS,
+        what="the stream to connect",
+    )
+
+
+def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site):
+    """Every chart is drawn; an error made over HTTP shows up live and opens its request."""
+    from selenium.webdriver.common.by import By
+
+    staff_login(browser, live_site)
+    viewport(browser, 1400)
+    _open_live(browser, live_site)
+    drawn = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg[data-chart]'),"
+        " s => [s.dataset.chart, s.childElementCount])"
+    )
+    assert {name for name, _ in drawn} == {"requests", "errors", "latency", "orders", "breaker"}
+    assert all(count >= 4 for _, count in drawn), drawn  # axis labels, grid, bars/lines
+    browser.execute_script("window.__sameDocument = true")
+    request_id = _error_over_http(live_site.url)
+    link = f"#live-errors a[href='/metrics/requests/{request_id}/']"
+    _wait(
+        browser,
+        f'return document.querySelector("{link}") !== null',
+        timeout=ARRIVAL_SECONDS,
+        what=f"error {request_id} on the open page",
+    )
+    assert browser.execute_script("return window.__sameDocument === true")  # no reload
+    assert _console_errors(browser) == []
+    _assert_self_contained(browser, live_site.url)
+    browser.find_element(By.CSS_SELECTOR, link).click()
+    _wait(
+        browser,
+        "return document.querySelector('table.trace') !== null",
+        timeout=ARRIVAL_SECONDS,
+        what="the request page's log lines",
+    )
+    assert request_id in browser.title
+    text = browser.find_element(By.CSS_SELECTOR, "table.trace").text
+    assert "http.request" in text and "http.response" in text and "status_code=4" in text
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [390, 1400])
+def test_live_dashboard_fits_in_light_and_dark(browser, live_site, tmp_path, width, scheme):
+    """No sideways scroll at 390 or 1400 px in either colour scheme; screenshots kept."""
+    staff_login(browser, live_site)
+    viewport(browser, width, 1000)
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+    )
+    _open_live(browser, live_site)
+    geometry = browser.execute_script(
+        "const d = document.documentElement;"
+        "return {scroll: d.scrollWidth, inner: innerWidth,"
+        " background: getComputedStyle(document.body).backgroundColor}"
+    )
+    assert geometry["scroll"] <= geometry["inner"] == width, geometry
+    dark = geometry["background"] != "rgb(245, 247, 250)"
+    assert dark == (scheme == "dark"), geometry
+    whole = _screenshot(browser, tmp_path, f"live-{width}-{scheme}")
+    # ...and what the screen shows first, at its real size (the whole page is a long one).
+    browser.save_screenshot(str(whole.with_name(f"live-{width}-{scheme}-top.png")))
+    assert _console_errors(browser) == []
+
+
+def test_the_page_reconnects_after_a_server_restart(browser, live_site):
+    """The stream ends with the old server; the page reconnects and streams again."""
+    staff_login(browser, live_site)
+    _open_live(browser, live_site)
+    live_site.server.restart()
+    request_id = _error_over_http(live_site.url)
+    _wait(
+        browser,
+        f"return document.querySelector(\"#live-errors a[href='/metrics/requests/{request_id}/']\")"
+        " !== null && document.getElementById('live-status').classList.contains('live')",
+        timeout=RECONNECT_SECONDS,
+        what="the page to stream again after the restart",
+    )
