@@ -11,9 +11,10 @@ run gets a throwaway database. Usage:
   python bench/flash_sale.py [--stock 200] [--buyers 800] [--concurrency 32] [--full] [--json]
 
 With `--dashboards N` it measures the live dashboard's cost instead (on SQLite): the same
-buyers against make serve's threaded workers with N dashboards streaming beside them and
-without, and against plain sync workers for reference, in alternating rounds of one run
-(`--rounds`, the order rotating each round), each round on a freshly reset stock:
+buyers against make serve's threaded workers with N dashboards streaming beside them (any
+that a full worker refuses polls, as the page does) and without, and against plain sync
+workers for reference, in alternating rounds of one run (`--rounds`, the order rotating
+each round), each round on a freshly reset stock:
   python bench/flash_sale.py --dashboards 20 [--rounds 5] [--json]
 """
 
@@ -103,6 +104,7 @@ def _round(server, env, *, stock_units, buyers, concurrency, dashboards) -> dict
         elapsed = time.perf_counter() - started
         streaming = opened.streaming() if dashboards else 0
         events = sum(v.events for v in opened.viewers) if dashboards else 0
+        polls = sum(v.polls for v in opened.viewers) if dashboards else 0
     sold = sum(1 for a in answers if a.status == 201)
     return {
         "requests_per_s": round(buyers / elapsed, 1),
@@ -112,6 +114,7 @@ def _round(server, env, *, stock_units, buyers, concurrency, dashboards) -> dict
         "oversell": max(0, sold - stock_units),
         "streaming": streaming,
         "events": events,
+        "polls": polls,
     }
 
 
@@ -196,7 +199,7 @@ def _print_dashboards(result: dict) -> None:
         f"{result['stock']} in stock, {result['concurrency']} concurrent, gunicorn "
         f"{result['workers']} workers, SQLite, {result['rounds']} alternating rounds"
     )
-    print(f"{'variant':<28} {'req/s min-median-max':>24} {'p99 ms min-median-max':>26} streams")
+    print(f"{'variant':<28} {'req/s min-median-max':>24} {'p99 ms min-median-max':>26} streaming")
     for name, variant in result["variants"].items():
         rps, p99 = variant["requests_per_s"], variant["p99_ms"]
         streams = {r["streaming"] for r in variant["rounds"]}

@@ -50,7 +50,7 @@ def _open_live(driver, site) -> None:
     )
 
 
-def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site):
+def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site, tmp_path):
     """Every chart is drawn; an error made over HTTP shows up live and opens its request."""
     from selenium.webdriver.common.by import By
 
@@ -85,6 +85,11 @@ def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site
     assert request_id in browser.title
     text = browser.find_element(By.CSS_SELECTOR, "table.trace").text
     assert "http.request" in text and "http.response" in text and "status_code=4" in text
+    _screenshot(browser, tmp_path, "request-1400")
+    viewport(browser, 390)
+    widths = browser.execute_script("return [document.documentElement.scrollWidth, innerWidth]")
+    assert widths[0] <= widths[1] == 390, widths
+    _screenshot(browser, tmp_path, "request-390")
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -2,7 +2,8 @@
 
 Used by the load tests and bench/flash_sale.py: each viewer logs in through the admin
 login form (as a person would), then reads its stream in a thread, counting events,
-until told to stop or the server ends the stream.
+until told to stop or the server ends the stream. A viewer whose stream is refused (the
+worker's cap) polls /metrics/live/ every POLL_SECONDS instead, as live.js does.
 """
 
 import threading
@@ -14,6 +15,7 @@ import httpx
 from tests.support.servers import manage
 
 STAFF_USER, STAFF_PASSWORD = "viewer", "viewer-pass-9x"
+POLL_SECONDS = 5.0
 
 
 def staff_user(env: dict[str, str]) -> None:
@@ -48,6 +50,7 @@ class Viewer:
 
     status: int | None = None
     events: int = 0
+    polls: int = 0
     ended_at: float | None = None
     error: str | None = None
 
@@ -90,6 +93,7 @@ class Dashboards:
                 viewer.status = answer.status_code
                 self._opened.release()
                 if answer.status_code != 200:
+                    self._poll(viewer, client)
                     return
                 for chunk in answer.iter_raw():
                     viewer.events += chunk.count(b"event: delta\n")
@@ -100,6 +104,12 @@ class Dashboards:
             self._opened.release()
         finally:
             viewer.ended_at = time.monotonic()
+
+    def _poll(self, viewer: Viewer, client: httpx.Client) -> None:
+        query = self.path.split("?", 1)[1] if "?" in self.path else ""
+        while not self._stop.wait(POLL_SECONDS):
+            client.get(f"/metrics/live/?{query}").raise_for_status()
+            viewer.polls += 1
 
     def streaming(self) -> int:
         """Return how many viewers hold an open stream now."""

@@ -77,18 +77,10 @@ def test_breaker_bands_start_with_the_state_before_the_range(rows, engine):
     """The band at the range's start is the last change before it; each change starts one."""
     start = NOW - timedelta(minutes=30)
     rows.metric("circuit_breaker_state", 0, {"from": "open", "to": "closed"}, start - timedelta(1))
-    rows.metric(
-        "circuit_breaker_state", 2, {"from": "closed", "to": "open"}, NOW - timedelta(minutes=20)
-    )
-    rows.metric(
-        "circuit_breaker_state", 1, {"from": "open", "to": "half-open"}, NOW - timedelta(minutes=19)
-    )
-    rows.metric(
-        "circuit_breaker_state",
-        0,
-        {"from": "half-open", "to": "closed"},
-        NOW - timedelta(minutes=18),
-    )
+    changes = [(20, "closed", "open"), (19, "open", "half-open"), (18, "half-open", "closed")]
+    for minutes, before, after in changes:
+        at = NOW - timedelta(minutes=minutes)
+        rows.metric("circuit_breaker_state", 1, {"from": before, "to": after}, at)
     with engine.connect() as conn:
         bands = breaker_timeline(conn, start=start, end=NOW)
         empty = breaker_timeline(

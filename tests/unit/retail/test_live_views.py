@@ -1,10 +1,10 @@
-"""The live dashboard's pages: staff only, ranges, the stream and its cap, errors, a request."""
+"""The live dashboard's pages: ranges, the stream and its cap, errors, a request (staff only:
+test_views)."""
 
 import json
 import threading
 
 import pytest
-from django.contrib.auth import get_user_model
 from typer.testing import CliRunner
 
 from retail import live
@@ -12,14 +12,6 @@ from retail.models import Metric
 from retailctl.cli import app
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-STAFF_ONLY = [
-    "/metrics/dashboard/",
-    "/metrics/live/",
-    "/metrics/stream/",
-    "/metrics/errors/",
-    "/metrics/requests/req-abc/",
-]
 
 
 @pytest.fixture(autouse=True)
@@ -33,19 +25,6 @@ def _fresh_streams(monkeypatch):
     live.streams_end()
     if live._poller is not None:
         live._poller.join(10)
-
-
-@pytest.mark.parametrize("url", STAFF_ONLY)
-def test_anonymous_and_non_staff_get_no_page_and_no_stream(client, url):
-    """Anonymous users are sent to the login page; a shopper's session gets no data either."""
-    anonymous = client.get(url)
-    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
-    shopper = get_user_model().objects.create_user("shopper", password="pw-unused-77")
-    client.force_login(shopper)
-    answer = client.get(url)
-    assert answer.status_code in (302, 403)
-    assert not answer.get("Content-Type", "").startswith("text/event-stream")
-    assert live.stream_count() == 0
 
 
 @pytest.mark.parametrize("url", ["/metrics/dashboard/", "/metrics/live/", "/metrics/stream/"])
@@ -199,7 +178,7 @@ def test_the_request_page_shows_the_lines_retailctl_trace_shows(staff_client, se
     ]
     positions = [page.index(f"2026-12-03 {r['timestamp'][11:23]}") for r in traced]
     assert positions == sorted(positions)
-    for text in ("gateway", "charge refused", "outcome=failed", "status_code=503", ">800.0<"):
+    for text in ("gateway", "charge refused", "outcome=failed", "status_code=503", "+800.0 ms"):
         assert text in page
     assert "req-8" not in page and "10:00:00.500" not in page
     missing = staff_client.get("/metrics/requests/req-none/")
