@@ -160,17 +160,17 @@ def _chart(daily: list[dict]) -> dict:
     }
 
 
-# The live charts: id, title, the unit of their values, and the series each draws (the
-# keys of a point); live.js draws the same list, the tables behind them come from here.
+# The live charts: id, title and the series each draws (a point's key, its label);
+# live.js draws the same series, the tables behind the charts come from here.
 LIVE_CHARTS = (
-    ("requests", "Requests and errors", "", (("requests", "requests"), ("errors", "errors"))),
-    ("errors", "Error rate", "%", (("error_rate", "error rate %"),)),
-    ("latency", "Response time", "ms", (("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms"))),
-    ("orders", "Orders paid", "", (("orders", "orders"),)),
+    ("requests", "Requests and errors", (("requests", "requests"), ("errors", "errors"))),
+    ("errors", "Error rate", (("error_rate", "error rate %"),)),
+    ("latency", "Response time", (("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms"))),
+    ("orders", "Orders paid", (("orders", "orders"),)),
 )
 
 
-def point_time(moment: str, resolution: str) -> str:
+def _point_time(moment: str, resolution: str) -> str:
     """Return a point's time as its table shows it: HH:MM, or MM-DD HH:00 for hours."""
     return moment[11:16] if resolution == "minute" else f"{moment[5:10]} {moment[11:13]}:00"
 
@@ -183,14 +183,13 @@ def _live_charts(document: dict) -> list[dict]:
         {
             "id": chart_id,
             "title": title,
-            "unit": unit,
             "series": series,
             "rows": [
-                (point_time(point["t"], resolution), [point[key] for key, _ in series])
+                (_point_time(point["t"], resolution), [point[key] for key, _ in series])
                 for point in points
             ],
         }
-        for chart_id, title, unit, series in LIVE_CHARTS
+        for chart_id, title, series in LIVE_CHARTS
     ]
 
 
