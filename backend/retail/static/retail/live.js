@@ -248,7 +248,15 @@
       .sort(function (a, b) { return ms(b.recorded_at) - ms(a.recorded_at) || b.id - a.id; })
       .slice(0, ERRORS_SHOWN);
     doc.alerts_firing = delta.alerts_firing;
-    if (delta.anomalies) { doc.anomalies = delta.anomalies; }
+    if (delta.anomalies) {
+      // A delta judges only the hours it crossed: add them to those already shown.
+      var hours = {};
+      (doc.anomalies || []).concat(delta.anomalies).forEach(function (anomaly) {
+        hours[anomaly.series + " " + anomaly.hour] = anomaly;
+      });
+      doc.anomalies = Object.keys(hours).map(function (key) { return hours[key]; })
+        .filter(function (anomaly) { return ms(anomaly.hour) + 3600000 > start; });
+    }
     draw();
     fillTables();
     fillErrors(fresh);
