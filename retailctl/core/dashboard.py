@@ -215,7 +215,9 @@ def chart_of(metric: str | None, name: str = "") -> str:
 def _alerts(conn: Connection) -> list[dict]:
     alerts = []
     for state in alerts_firing(conn):
-        metric = (state.detail or {}).get("metric")
+        # Anomaly rules keep their series as `metric`, threshold rules their KPI as `kpi`.
+        detail = state.detail or {}
+        metric = detail.get("metric") or detail.get("kpi")
         alerts.append({**state.to_document(), "chart": chart_of(metric, state.rule)})
     return alerts
 

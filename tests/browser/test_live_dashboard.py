@@ -1,6 +1,9 @@
 """The live dashboard in a real browser: charts, an error arriving live, drill-down, restart."""
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -40,6 +43,35 @@ def _error_over_http(site_url: str) -> str:
     return request_id
 
 
+# A rule that fires on any error of the last 15 minutes, notifying no one.
+_ANY_ERROR_RULE = """
+[[rule]]
+name = "any_error"
+kind = "threshold"
+metric = "errors_total"
+window = "15m"
+op = ">"
+value = 0
+severity = "warning"
+"""
+
+
+def _alert_run(site, tmp_path: Path) -> None:
+    """Run `retailctl alert` (as cron would) with the any-error rule; it must fire."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(_ANY_ERROR_RULE)
+    retailctl = Path(sys.executable).with_name("retailctl")
+    done = subprocess.run(
+        [str(retailctl), "alert", "--rules", str(rules)],
+        env={**site.server.env, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+
+
 def _open_live(driver, site) -> None:
     driver.get(f"{site.url}/metrics/dashboard/?range=15m")
     _wait(
@@ -71,6 +103,14 @@ def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site
         f'return document.querySelector("{link}") !== null',
         timeout=ARRIVAL_SECONDS,
         what=f"error {request_id} on the open page",
+    )
+    _alert_run(live_site, tmp_path)
+    _wait(
+        browser,
+        "return document.querySelector(\"#live-alerts a[href='#chart-errors']\") !== null"
+        " && document.querySelector(\"svg[data-chart='errors'] line.mark\") !== null",
+        timeout=ARRIVAL_SECONDS,
+        what="the firing alert in the table and marked on the error chart",
     )
     assert browser.execute_script("return window.__sameDocument === true")  # no reload
     assert _console_errors(browser) == []

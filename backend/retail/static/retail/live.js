@@ -1,8 +1,8 @@
 /* The live dashboard: draws the charts as SVG from the page's JSON (#live-data), then keeps
-   them, their tables and the errors table current from the server-sent events of
-   /metrics/stream/ (deltas: points replaced by time, errors added by id). When the stream
-   is refused (the worker's cap) or unsupported it polls /metrics/live/, and tries the
-   stream again later. Hand-written, no library, nothing from another origin (the CSP). */
+   them, their tables, the firing alerts and the errors table current from the server-sent
+   events of /metrics/stream/ (deltas: points replaced by time, errors added by id). When
+   the stream is refused (the worker's cap) or unsupported it polls /metrics/live/, and
+   tries the stream again later. Hand-written, no library, nothing from another origin (the CSP). */
 (function () {
   "use strict";
   var data = document.getElementById("live-data");
@@ -214,6 +214,34 @@
     body.replaceChildren(rows);
   }
 
+  function fillAlerts() {
+    var body = document.getElementById("live-alerts");
+    if (!body) { return; }
+    var rows = document.createDocumentFragment();
+    doc.alerts_firing.forEach(function (alert) {
+      var row = document.createElement("tr");
+      var rule = cell(row, "");
+      var a = document.createElement("a");
+      a.href = "#chart-" + alert.chart;
+      a.textContent = alert.rule;
+      rule.appendChild(a);
+      cell(row, alert.severity, "bad");
+      cell(row, alert.since.slice(0, 16));
+      var summary = alert.summary;
+      if (alert.notifications_owed && alert.notifications_owed.length) {
+        summary += " (not yet delivered to " + alert.notifications_owed.join(", ") + ")";
+      }
+      cell(row, summary);
+      rows.appendChild(row);
+    });
+    if (!doc.alerts_firing.length) {
+      var none = document.createElement("tr");
+      cell(none, "Nothing firing (as of the last retailctl alert run).", "ok").colSpan = 4;
+      rows.appendChild(none);
+    }
+    body.replaceChildren(rows);
+  }
+
   function apply(delta) {
     var byTime = {};
     doc.points.concat(delta.points).forEach(function (p) { byTime[p.t] = p; });
@@ -260,6 +288,7 @@
     draw();
     fillTables();
     fillErrors(fresh);
+    fillAlerts();
   }
 
   function setStatus(mode, text) {
