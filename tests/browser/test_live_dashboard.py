@@ -1,5 +1,6 @@
 """The live dashboard in a real browser: charts, an error arriving live, drill-down, restart."""
 
+import dataclasses
 import subprocess
 import sys
 import uuid
@@ -14,10 +15,13 @@ from tests.browser.test_staff_pages import (
     _console_errors,
     _screenshot,
 )
+from tests.support.servers import GunicornServer
 
 # A new error is on the page within this long: the worker's metric flush (1 s), the
 # poller's period (2 s) and the browser's work, with room for a busy machine.
 ARRIVAL_SECONDS = 15
+# A page that cannot stream polls every 5 s.
+POLLED_SECONDS = 20
 # After a restart: gunicorn's stop and start, then EventSource's retry (3 s).
 RECONNECT_SECONDS = 45
 
@@ -72,6 +76,12 @@ def _alert_run(site, tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
 
 
+def _error_shown(request_id: str) -> str:
+    """Return a script true once the errors table links to the request's page."""
+    link = f"#live-errors a[href='/metrics/requests/{request_id}/']"
+    return f'return document.querySelector("{link}") !== null'
+
+
 def _open_live(driver, site) -> None:
     driver.get(f"{site.url}/metrics/dashboard/?range=15m")
     _wait(
@@ -97,10 +107,9 @@ def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site
     assert all(count >= 4 for _, count in drawn), drawn  # axis labels, grid, bars/lines
     browser.execute_script("window.__sameDocument = true")
     request_id = _error_over_http(live_site.url)
-    link = f"#live-errors a[href='/metrics/requests/{request_id}/']"
     _wait(
         browser,
-        f'return document.querySelector("{link}") !== null',
+        _error_shown(request_id),
         timeout=ARRIVAL_SECONDS,
         what=f"error {request_id} on the open page",
     )
@@ -115,6 +124,7 @@ def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site
     assert browser.execute_script("return window.__sameDocument === true")  # no reload
     assert _console_errors(browser) == []
     _assert_self_contained(browser, live_site.url)
+    link = f"#live-errors a[href='/metrics/requests/{request_id}/']"
     browser.find_element(By.CSS_SELECTOR, link).click()
     _wait(
         browser,
@@ -157,6 +167,29 @@ def test_live_dashboard_fits_in_light_and_dark(browser, live_site, tmp_path, wid
     assert _console_errors(browser) == []
 
 
+def test_a_page_refused_a_stream_polls_instead(browser, live_site):
+    """A worker that may serve no stream answers 503: the page polls, and still shows a
+    new error without a reload."""
+    env = {**live_site.server.env, "RETAIL_LIVE_STREAMS": "0"}
+    with GunicornServer(env, workers=1, migrate=False) as server:
+        site = dataclasses.replace(live_site, url=server.url, server=server)
+        staff_login(browser, site)
+        browser.get(f"{site.url}/metrics/dashboard/?range=15m")
+        _wait(
+            browser,
+            "return document.getElementById('live-status').classList.contains('polling')",
+            timeout=PAGE_TIMEOUT_SECONDS,
+            what="the page to fall back to polling",
+        )
+        request_id = _error_over_http(site.url)
+        _wait(
+            browser,
+            _error_shown(request_id),
+            timeout=POLLED_SECONDS,
+            what=f"error {request_id} on the polling page",
+        )
+
+
 def test_the_page_reconnects_after_a_server_restart(browser, live_site):
     """The stream ends with the old server; the page reconnects and streams again."""
     staff_login(browser, live_site)
@@ -165,8 +198,8 @@ def test_the_page_reconnects_after_a_server_restart(browser, live_site):
     request_id = _error_over_http(live_site.url)
     _wait(
         browser,
-        f"return document.querySelector(\"#live-errors a[href='/metrics/requests/{request_id}/']\")"
-        " !== null && document.getElementById('live-status').classList.contains('live')",
+        _error_shown(request_id)
+        + " && document.getElementById('live-status').classList.contains('live')",
         timeout=RECONNECT_SECONDS,
         what="the page to stream again after the restart",
     )
