@@ -76,10 +76,16 @@ def _alert_run(site, tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
 
 
-def _error_shown(request_id: str) -> str:
-    """Return a script true once the errors table links to the request's page."""
+def _error_arrives(driver, site_url: str, *, timeout: float, status: str = "") -> str:
+    """Make an error over HTTP and wait until the open page links to its request (with the
+    status line in `status`, when given); return the request ID."""
+    request_id = _error_over_http(site_url)
     link = f"#live-errors a[href='/metrics/requests/{request_id}/']"
-    return f'return document.querySelector("{link}") !== null'
+    script = f'return document.querySelector("{link}") !== null'
+    if status:
+        script += f" && document.getElementById('live-status').classList.contains('{status}')"
+    _wait(driver, script, timeout=timeout, what=f"error {request_id} on the open page")
+    return request_id
 
 
 def _open_live(driver, site) -> None:
@@ -106,13 +112,7 @@ def test_charts_render_and_a_new_error_arrives_without_reload(browser, live_site
     assert {name for name, _ in drawn} == {"requests", "errors", "latency", "orders", "breaker"}
     assert all(count >= 4 for _, count in drawn), drawn  # axis labels, grid, bars/lines
     browser.execute_script("window.__sameDocument = true")
-    request_id = _error_over_http(live_site.url)
-    _wait(
-        browser,
-        _error_shown(request_id),
-        timeout=ARRIVAL_SECONDS,
-        what=f"error {request_id} on the open page",
-    )
+    request_id = _error_arrives(browser, live_site.url, timeout=ARRIVAL_SECONDS)
     _alert_run(live_site, tmp_path)
     _wait(
         browser,
@@ -181,13 +181,7 @@ def test_a_page_refused_a_stream_polls_instead(browser, live_site):
             timeout=PAGE_TIMEOUT_SECONDS,
             what="the page to fall back to polling",
         )
-        request_id = _error_over_http(site.url)
-        _wait(
-            browser,
-            _error_shown(request_id),
-            timeout=POLLED_SECONDS,
-            what=f"error {request_id} on the polling page",
-        )
+        _error_arrives(browser, site.url, timeout=POLLED_SECONDS, status="polling")
 
 
 def test_the_page_reconnects_after_a_server_restart(browser, live_site):
@@ -195,11 +189,4 @@ def test_the_page_reconnects_after_a_server_restart(browser, live_site):
     staff_login(browser, live_site)
     _open_live(browser, live_site)
     live_site.server.restart()
-    request_id = _error_over_http(live_site.url)
-    _wait(
-        browser,
-        _error_shown(request_id)
-        + " && document.getElementById('live-status').classList.contains('live')",
-        timeout=RECONNECT_SECONDS,
-        what="the page to stream again after the restart",
-    )
+    _error_arrives(browser, live_site.url, timeout=RECONNECT_SECONDS, status="live")
