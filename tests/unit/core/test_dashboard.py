@@ -133,3 +133,12 @@ def test_span_refuses_what_no_chart_can_show(range_text, resolution):
     """Too short, too long, not a duration, or too many minute points: a usage error."""
     with pytest.raises(UsageError):
         span_parse(range_text, resolution)
+
+
+def test_an_hour_delta_redraws_the_current_hour(rows, engine):
+    """At hour resolution a delta holds the hour being written, counted whole."""
+    _latency(rows, datetime(2026, 12, 3, 12, 1, tzinfo=UTC), [5.0] * 4)
+    _latency(rows, NOW - timedelta(seconds=1), [5.0])
+    with engine.connect() as conn:
+        delta = dashboard_delta(conn, since=NOW - timedelta(seconds=30), now=NOW, resolution="hour")
+    assert [(p["t"], p["requests"]) for p in delta["points"]] == [("2026-12-03T12:00:00+00:00", 5)]
