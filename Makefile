@@ -46,7 +46,7 @@ postgres-tier: setup ## Run the database tests again on the PostgreSQL of RETAIL
 bench: setup ## Run the benchmarks under bench/
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-serve: migrate ## Serve the backend with gunicorn (2 workers) on 127.0.0.1:8000
+serve: migrate ## Serve the backend with gunicorn (2 threaded workers) on 127.0.0.1:8000
 	$(VENV)/bin/gunicorn -c backend/config/gunicorn.py --chdir backend --workers 2 --bind 127.0.0.1:8000 config.wsgi:application
 
 lint: setup ## Check style with ruff

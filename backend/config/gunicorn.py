@@ -1,9 +1,17 @@
-"""Gunicorn settings: write a worker's buffered log lines and metric rows before it exits.
+"""Gunicorn settings: threaded workers, and a worker's buffered rows written before it exits.
 
 Use with `gunicorn -c backend/config/gunicorn.py --chdir backend config.wsgi:application`.
-atexit covers a normal interpreter exit as well; this hook also runs on the exit paths
-gunicorn takes itself (graceful stop, max-requests recycling, SIGQUIT).
+Each worker serves requests on `threads` threads (config.workers: gthread that ends the
+live dashboard's streams when it stops), so an open dashboard holds a thread, never a
+whole worker; docs/live-dashboard.md says why and what it costs. Command-line options
+(`--threads`, `--worker-class sync`) override these.
+
+atexit covers a normal interpreter exit as well; the exit hook also runs on the exit
+paths gunicorn takes itself (graceful stop, max-requests recycling, SIGQUIT).
 """
+
+worker_class = "config.workers.StreamingThreadWorker"
+threads = 16
 
 
 def worker_exit(server, worker):

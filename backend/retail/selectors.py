@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -18,14 +19,12 @@ from sqlalchemy.pool import NullPool
 
 from retailctl.core.alerts import alerts_firing
 from retailctl.core.anomalies import Verdict, anomalies_find
+from retailctl.core.dashboard import Span, dashboard_delta, dashboard_snapshot
 from retailctl.core.error_groups import error_groups_document
-from retailctl.core.metrics import (
-    MetricsReport,
-    RecentError,
-    metrics_summary,
-    recent_errors,
-)
+from retailctl.core.logs import TraceResult, trace_search
+from retailctl.core.metrics import MetricsReport, metrics_summary
 from retailctl.core.scenarios import scenarios_verify
+from retailctl.core.traces import TraceRow, trace_rows
 
 _engines: dict[tuple, Engine] = {}
 _lock = threading.Lock()
@@ -76,12 +75,6 @@ def metrics_document(*, days: int) -> dict[str, Any]:
     return metrics_report(days=days).to_document()
 
 
-def metrics_recent_errors(*, limit: int = 10) -> list[RecentError]:
-    """Return the latest recorded errors, newest first."""
-    with _engine().connect() as conn:
-        return recent_errors(conn, limit=limit)
-
-
 @contextmanager
 def read_model() -> Iterator[Connection]:
     """Open one read-model connection, for a page that calls several core functions."""
@@ -111,3 +104,25 @@ def anomalies_recent(*, days: int = 1) -> list[Verdict]:
     """Return the hours of the last `days` days that stood out (as `retailctl anomalies`)."""
     with _engine().connect() as conn:
         return anomalies_find(conn, days=days, now=datetime.now(UTC))
+
+
+def dashboard_document(*, span: Span, now: datetime | None = None) -> dict[str, Any]:
+    """Return the live dashboard's document over the last `span.range`."""
+    end = now or datetime.now(UTC)
+    with _engine().connect() as conn:
+        document = dashboard_snapshot(
+            conn, start=end - span.range, end=end, resolution=span.resolution
+        )
+    return {**document, "range": span.range_text, "range_seconds": span.range.total_seconds()}
+
+
+def dashboard_changes(*, since: datetime, now: datetime, resolution: str) -> dict[str, Any]:
+    """Return what changed on the dashboard since `since` (a live stream's delta)."""
+    with _engine().connect() as conn:
+        return dashboard_delta(conn, since=since, now=now, resolution=resolution)
+
+
+def request_trace(*, request_id: str) -> tuple[TraceResult, list[TraceRow]]:
+    """Return one request's log records across services and their rows (as `retailctl trace`)."""
+    result = trace_search(Path(settings.RETAIL_LOG_DIR), request_id)
+    return result, trace_rows(result.records)

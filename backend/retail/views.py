@@ -1,20 +1,25 @@
-"""Staff pages over the read model: dashboard, quality scenarios, JSON API, Prometheus."""
+"""Staff pages over the read model: dashboard and its live stream, errors, a request's
+lines, quality scenarios, JSON API, Prometheus."""
 
 import functools
 import hmac
 import math
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db import DatabaseError
-from django.http import HttpResponse, JsonResponse
+from django.db import DatabaseError, connections
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from sqlalchemy.exc import SQLAlchemyError
 
-from retail import prometheus, selectors
+from retail import live, prometheus, selectors
 from retail.apis import database_answers
 from retail.exceptions import json_error, method_not_allowed
+from retailctl.core.dashboard import Span, span_parse
+from retailctl.core.errors import RetailctlError, UsageError
+from retailctl.core.logs import REQUEST_ID_PATTERN, parse_timestamp
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 3650
@@ -27,6 +32,8 @@ _DATE_LABEL_UNITS, _DIGIT_UNITS = 72, 12
 _READ_METHODS = ("GET", "HEAD")
 # Colour of the breaker card; no recorded state is unknown, never healthy.
 _BREAKER_CLASSES = {"closed": "ok", "half-open": "warn", "open": "bad"}
+# A page over its worker's stream cap polls, and tries the stream again after this long.
+_STREAM_RETRY_SECONDS = 30
 
 
 class _BadDays(ValueError):
@@ -39,6 +46,22 @@ def _days(request) -> int:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_DAYS:
         raise _BadDays(f"days must be an integer from 1 to {MAX_DAYS}")
     return int(raw)
+
+
+def _span(request) -> Span:
+    return span_parse(request.GET.get("range"), request.GET.get("resolution"))
+
+
+def _since(request, span: Span, now: datetime) -> datetime | None:
+    """Return where a delta starts: Last-Event-ID (a reconnect), else `?since=`; at most
+    one range back."""
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("since")
+    if not raw:
+        return None
+    since = parse_timestamp(raw)
+    if since is None:
+        raise UsageError("since must be an ISO 8601 time")
+    return min(max(since, now - span.range), now)
 
 
 def _bearer_ok(request) -> bool:
@@ -82,7 +105,7 @@ def _read_model_view(view):
     def wrapper(request, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
-        except _BadDays as exc:
+        except (_BadDays, UsageError) as exc:
             return json_error(400, "invalid_request", str(exc))
         except (SQLAlchemyError, DatabaseError):
             return json_error(503, "database_unavailable", "The database does not answer.")
@@ -137,6 +160,39 @@ def _chart(daily: list[dict]) -> dict:
     }
 
 
+# The live charts: id, title and the series each draws (a point's key, its label);
+# live.js draws the same series, the tables behind the charts come from here.
+LIVE_CHARTS = (
+    ("requests", "Requests and errors", (("requests", "requests"), ("errors", "errors"))),
+    ("errors", "Error rate", (("error_rate", "error rate %"),)),
+    ("latency", "Response time", (("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms"))),
+    ("orders", "Orders paid", (("orders", "orders"),)),
+)
+
+
+def _point_time(moment: str, resolution: str) -> str:
+    """Return a point's time as its table shows it: HH:MM, or MM-DD HH:00 for hours."""
+    return moment[11:16] if resolution == "minute" else f"{moment[5:10]} {moment[11:13]}:00"
+
+
+def _live_charts(document: dict) -> list[dict]:
+    """Return each chart with the rows of its table, newest first."""
+    points = document["points"][::-1]
+    resolution = document["resolution"]
+    return [
+        {
+            "id": chart_id,
+            "title": title,
+            "series": series,
+            "rows": [
+                (_point_time(point["t"], resolution), [point[key] for key, _ in series])
+                for point in points
+            ],
+        }
+        for chart_id, title, series in LIVE_CHARTS
+    ]
+
+
 def _payment_rows(by_status: dict[str, int]) -> list[dict]:
     total = sum(by_status.values()) or 1
     return [
@@ -149,10 +205,11 @@ def _payment_rows(by_status: dict[str, int]) -> list[dict]:
 @staff_member_required
 @_read_model_view
 def metrics_dashboard(request):
-    """Show KPI cards, system health, daily orders, payments, errors and response times."""
+    """Show live charts and errors over a range, KPI cards, health, payments and routes."""
     days = _days(request)
+    span = _span(request)
     report = selectors.metrics_report(days=days)
-    errors = selectors.metrics_recent_errors(limit=10)
+    document = selectors.dashboard_document(span=span)
     kpis = report.kpis
     context = {
         "report": report,
@@ -166,12 +223,99 @@ def metrics_dashboard(request):
         "error_rate_ok": kpis["error_rate"] < 5,
         "chart": _chart(report.daily),
         "payments": _payment_rows(report.payments_by_status),
-        "recent_errors": errors,
         "error_groups": selectors.error_groups_top(days=days),
-        "alerts_firing": selectors.alerts_firing_document(),
-        "anomalies": [v.to_document() for v in selectors.anomalies_recent(days=1)],
+        "live": document,
+        "charts": _live_charts(document),
+        "span": span,
+        "ranges": ("15m", "1h", "6h", "24h", "7d", "30d"),
+        "alerts_firing": document["alerts_firing"],
+        "anomalies": document["anomalies"],
     }
     return render(request, "retail/metrics_dashboard.html", context)
+
+
+@_staff_data
+@staff_member_required
+@_read_model_view
+def metrics_live(request):
+    """Answer the dashboard's document as JSON, or only what changed since `?since=`
+    (the page's fallback when it cannot stream)."""
+    span = _span(request)
+    now = datetime.now(UTC)
+    since = _since(request, span, now)
+    if since is None:
+        return JsonResponse(selectors.dashboard_document(span=span, now=now))
+    return JsonResponse(
+        selectors.dashboard_changes(since=since, now=now, resolution=span.resolution)
+    )
+
+
+@_staff_data
+@staff_member_required
+@_read_model_view
+def metrics_stream(request):
+    """Stream the dashboard's changes as server-sent events (docs/live-dashboard.md).
+
+    Over the worker's cap the answer is 503 with Retry-After, and the page polls
+    /metrics/live/ instead: API requests always find a free thread.
+    """
+    span = _span(request)
+    now = datetime.now(UTC)
+    since = _since(request, span, now)
+    stream = live.stream_open(span.resolution, selectors.dashboard_changes)
+    if stream is None:
+        response = json_error(
+            503, "streams_full", "This worker serves all the live streams it may: poll instead."
+        )
+        response["Retry-After"] = str(_STREAM_RETRY_SECONDS)
+        return response
+    try:
+        if since is None:
+            document = selectors.dashboard_document(span=span, now=now)
+        else:
+            document = selectors.dashboard_changes(since=since, now=now, resolution=span.resolution)
+    except BaseException:
+        live.stream_close(stream)
+        raise
+    # The session read opened this thread's database connection: an open page must not
+    # keep it for hours (the poller reads through the read model's own engine).
+    connections.close_all()
+    first = live.event_text(document, event_id=now.isoformat())
+    response = StreamingHttpResponse(live.Events(stream, first), content_type="text/event-stream")
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@_staff_data
+@staff_member_required
+@_read_model_view
+def metrics_errors(request):
+    """Show the error groups of the last `days` days, each linked to a sample request."""
+    days = _days(request)
+    groups = selectors.error_groups_top(days=days, limit=100)
+    return render(request, "retail/metrics_errors.html", {"groups": groups, "days": days})
+
+
+@_staff_data
+@staff_member_required
+def metrics_request(request, request_id: str):
+    """Show one request's log lines across services, as `retailctl trace` prints them."""
+    if not REQUEST_ID_PATTERN.match(request_id):
+        raise Http404("not a request ID")
+    try:
+        result, rows = selectors.request_trace(request_id=request_id)
+    except RetailctlError as exc:
+        # No log directory, or one that cannot be read: say so, as retailctl would.
+        context = {"request_id": request_id, "rows": [], "problem": str(exc), "days": DEFAULT_DAYS}
+        return render(request, "retail/metrics_request.html", context, status=503)
+    context = {
+        "request_id": request_id,
+        "rows": rows,
+        "warnings": result.warnings,
+        "files_searched": result.files_searched,
+        "days": DEFAULT_DAYS,
+    }
+    return render(request, "retail/metrics_request.html", context, status=200 if rows else 404)
 
 
 @_staff_data

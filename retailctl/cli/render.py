@@ -8,33 +8,8 @@ from typing import Any, NoReturn
 
 import typer
 
-# Fields of a log record shown in a timeline, in this order, when present.
-SALIENT_FIELDS = (
-    "method",
-    "path",
-    "route",
-    "status_code",
-    "duration_ms",
-    "user_id",
-    "ip",
-    "order_id",
-    "payment_id",
-    "refund_id",
-    "charge_id",
-    "product_id",
-    "sku",
-    "amount",
-    "outcome",
-    "metric_type",
-    "breaker",
-    "from",
-    "to",
-    "reason",
-    "retry_after",
-    "error",
-    "fingerprint",
-    "exc_info",
-)
+from retailctl.core.traces import record_fields, record_summary
+
 _WIDE = 10_000
 # The colour of each level where colour is shown (a terminal without NO_COLOR).
 LEVEL_STYLES = {
@@ -152,37 +127,9 @@ def plain(value: Any):
     return Text(clean_text(value))
 
 
-def record_fields(data: dict[str, Any]) -> list[str]:
-    """Return the salient fields of one record, each as `key=value` text."""
-    from retailctl.core.logs import clean_text
-
-    parts = []
-    for key in SALIENT_FIELDS:
-        value = data.get(key)
-        if value is None or value == "":
-            continue
-        text = clean_text(value)
-        if key == "exc_info":
-            # The end of a traceback: the exception and where it was raised.
-            text = text.strip()[-200:]
-        parts.append(f"{key}={text}")
-    return parts
-
-
 def record_details(data: dict[str, Any]) -> str:
     """Return the salient fields of one record as `key=value` text on one line."""
     return " ".join(record_fields(data))
-
-
-def record_summary(data: dict[str, Any]) -> str:
-    """Return the event, or the message, of a record."""
-    from retailctl.core.logs import clean_text
-
-    event = data.get("event")
-    message = data.get("message")
-    if event and message and message != event:
-        return clean_text(f"{event}: {message}")
-    return clean_text(event or message or "")
 
 
 def record_line(data: dict[str, Any]):

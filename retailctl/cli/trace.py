@@ -68,49 +68,26 @@ def _render(request_id: str, result) -> None:
         _print_blocks(out, title, result.records)
 
 
-def _rows(records) -> list[tuple[str, str, str, str, str, str, list[str]]]:
-    """Return each record's time, +ms, service, level, logger, summary and fields."""
-    from retailctl.cli.render import record_fields, record_summary
-    from retailctl.core.logs import clean_text, service_of
-
-    first = records[0].timestamp
-    rows = []
-    for record in records:
-        stamp = record.timestamp
-        offset = f"{(stamp - first).total_seconds() * 1000:,.1f}" if stamp and first else "?"
-        rows.append(
-            (
-                stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if stamp else "?",
-                offset,
-                service_of(record),
-                record.level or "-",
-                clean_text(record.data.get("logger") or "-"),
-                record_summary(record.data),
-                record_fields(record.data),
-            )
-        )
-    return rows
-
-
 def _table(title: str, records):
     from rich.table import Table
     from rich.text import Text
 
     from retailctl.cli.render import level_text
+    from retailctl.core.traces import trace_rows
 
     table = Table(title=title, title_justify="left")
     columns = ("time (UTC)", "+ms", "service", "level", "logger", "event / message", "details")
     for name in columns:
         table.add_column(name, justify="right" if name == "+ms" else "left")
-    for stamp, offset, service, level, logger, summary, fields in _rows(records):
+    for row in trace_rows(records):
         table.add_row(
-            stamp,
-            offset,
-            Text(service),
-            level_text(level),
-            Text(logger),
-            Text(summary),
-            Text(" ".join(fields)),
+            row.time,
+            row.offset_ms,
+            Text(row.service),
+            level_text(row.level),
+            Text(row.logger),
+            Text(row.summary),
+            Text(" ".join(row.fields)),
         )
     return table
 
@@ -124,14 +101,16 @@ def _print_blocks(out, title: str, records) -> None:
     from rich.text import Text
 
     from retailctl.cli.render import level_text
+    from retailctl.core.traces import trace_rows
 
     out.print(Text(title), soft_wrap=True)
-    for stamp, offset, service, level, logger, summary, fields in _rows(records):
-        heading = Text(f"\n{stamp}  +{offset} ms  {service}  ")
-        heading.append_text(level_text(level))
-        heading.append(f"  {logger}")
+    for row in trace_rows(records):
+        heading = Text(f"\n{row.time}  +{row.offset_ms} ms  {row.service}  ")
+        heading.append_text(level_text(row.level))
+        heading.append(f"  {row.logger}")
         out.print(heading, soft_wrap=True)
-        for text, indent in [(summary, 2)] * bool(summary) + [(field, 4) for field in fields]:
+        summary = [(row.summary, 2)] * bool(row.summary)
+        for text, indent in summary + [(field, 4) for field in row.fields]:
             width = max(out.width - indent, 20)
             for line in Text(text, overflow="fold").wrap(out, width):
                 line.rstrip()

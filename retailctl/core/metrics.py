@@ -323,38 +323,3 @@ def _report(conn: Connection, window: Window, traffic: _Traffic) -> MetricsRepor
         slowest_routes=slowest[:5],
         error_routes=erroring[:5],
     )
-
-
-@dataclass(frozen=True)
-class RecentError:
-    """One recorded 4xx/5xx."""
-
-    recorded_at: datetime
-    method: str
-    path: str
-    status_code: str
-
-
-def recent_errors(conn: Connection, *, limit: int = 10, now: datetime | None = None):
-    """Return the latest `error_rate` rows, newest first."""
-    m = t.metric
-    query = (
-        select(m.c.recorded_at, m.c.metadata)
-        .where(m.c.metric_type == ERROR_RATE)
-        .order_by(m.c.recorded_at.desc(), m.c.id.desc())
-        .limit(limit)
-    )
-    if now is not None:
-        query = query.where(m.c.recorded_at < now)
-    errors = []
-    for recorded_at, metadata in conn.execute(query):
-        meta = metadata if isinstance(metadata, dict) else {}
-        errors.append(
-            RecentError(
-                recorded_at=recorded_at,
-                method=str(meta.get("method", "")),
-                path=route_of({"path": meta.get("path", meta.get("route"))}),
-                status_code=str(meta.get("status_code", "")),
-            )
-        )
-    return errors

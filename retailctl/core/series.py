@@ -1,12 +1,15 @@
 """Hourly series of the anomaly detector: requests, errors, error rate, p95/p99, orders.
 
 Only the hours asked for are read, each span through the (metric_type, recorded_at)
-index, grouped by hour and latency bucket in SQL. A complete hour (ended more than
-SETTLE ago) is computed once and kept in `retail_metric_hourly`: judging an hour against
-six weeks of the same hour then reads one hour of raw rows, not seven, and a day of
-verdicts reads a day. A cached hour does not see rows written into it later.
+index, grouped by hour and latency bucket in SQL. The live dashboard's minute series
+takes the same read path at minute width (`minute_stats`); minutes are never kept.
+A complete hour (ended more than SETTLE ago) is computed once and kept in
+`retail_metric_hourly`: judging an hour against six weeks of the same hour then reads
+one hour of raw rows, not seven, and a day of verdicts reads a day. A cached hour does
+not see rows written into it later.
 """
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,13 +23,14 @@ from retailctl.core.metrics import AVG_RESPONSE_TIME, ERROR_RATE, PAID_STATUSES
 from retailctl.core.sketch import HUGE_BUCKET, LN_GAMMA, ZERO_BUCKET, quantile
 
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 # A complete hour is final a minute after it ends: late metric flushes have landed.
 SETTLE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
 class HourStats:
-    """What one UTC hour held."""
+    """What one UTC hour held (or, read by `minute_stats`, one minute: `hour` is its start)."""
 
     hour: datetime
     requests: int = 0
@@ -73,15 +77,24 @@ def _bucket_sql(value):
     )
 
 
-def _hour_sql(column, dialect_name: str):
+def minute_floor(moment: datetime) -> datetime:
+    """Return the start of the UTC minute holding `moment`."""
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _bucket_key_sql(column, dialect_name: str, width: timedelta):
+    """Return the text key of the hour (or minute) holding a timestamp column's value."""
     if dialect_name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
-    # Django stores 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC) on SQLite: the hour is a prefix.
-    return func.substr(column, 1, 13)
+        pattern = "YYYY-MM-DD HH24" if width == HOUR else "YYYY-MM-DD HH24:MI"
+        return func.to_char(func.timezone("UTC", column), pattern)
+    # Django stores 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC) on SQLite, other tools the ISO 'T'
+    # form: either way the hour (13 characters) and the minute (16) are a prefix.
+    return func.substr(column, 1, 13 if width == HOUR else 16)
 
 
-def _hour_of(key: str) -> datetime:
-    return datetime.fromisoformat(key[:10]).replace(hour=int(key[11:13]), tzinfo=UTC)
+def _bucket_of(key: str) -> datetime:
+    minute = int(key[14:16]) if len(key) >= 16 else 0
+    return datetime.fromisoformat(key[:10]).replace(hour=int(key[11:13]), minute=minute, tzinfo=UTC)
 
 
 def _spans(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
@@ -102,7 +115,7 @@ def hourly_stats(
     wanted = sorted({hour_floor(hour) for hour in hours})
     stats = _cached(conn, wanted)
     missing = [hour for hour in wanted if hour not in stats]
-    computed = _computed(conn, missing)
+    computed = _computed(conn, _spans(missing), HOUR, missing)
     settled = [s for s in computed.values() if s.hour + HOUR + SETTLE <= now]
     if settled:
         _cache(conn, settled, now)
@@ -145,48 +158,61 @@ def _cache(conn: Connection, stats: list[HourStats], now: datetime) -> None:
     conn.commit()
 
 
-def _computed(conn: Connection, wanted: list[datetime]) -> dict[datetime, HourStats]:
-    """Compute hours from the raw rows, one indexed read per contiguous span."""
+def minute_stats(conn: Connection, *, start: datetime, end: datetime) -> list[HourStats]:
+    """Return the stats of every minute of [start, end), oldest first, from the raw rows."""
+    first = minute_floor(start)
+    minutes = [first + MINUTE * n for n in range(math.ceil((end - first) / MINUTE))]
+    computed = _computed(conn, [(first, end)], MINUTE, minutes)
+    return [computed[minute] for minute in minutes]
+
+
+def _computed(
+    conn: Connection,
+    spans: list[tuple[datetime, datetime]],
+    width: timedelta,
+    wanted: list[datetime],
+) -> dict[datetime, HourStats]:
+    """Compute buckets of `width` from the raw rows, one indexed read per span."""
     m, o = t.metric, t.order
     dialect = conn.dialect.name
     requests: Counter = Counter()
     errors: Counter = Counter()
     orders: Counter = Counter()
     latency: dict[datetime, Counter] = defaultdict(Counter)
-    metric_hour = _hour_sql(m.c.recorded_at, dialect)
-    paid_hour = _hour_sql(o.c.paid_at, dialect)
-    for start, end in _spans(wanted):
+    metric_key = _bucket_key_sql(m.c.recorded_at, dialect, width)
+    paid_key = _bucket_key_sql(o.c.paid_at, dialect, width)
+    for start, end in spans:
         in_span = and_(m.c.recorded_at >= start, m.c.recorded_at < end)
         buckets = (
-            select(metric_hour, _bucket_sql(m.c.value), func.count())
+            select(metric_key, _bucket_sql(m.c.value), func.count())
             .where(m.c.metric_type == AVG_RESPONSE_TIME, in_span)
             .group_by(text("1"), text("2"))
         )
         for key, bucket, count in conn.execute(buckets):
-            hour = _hour_of(key)
-            latency[hour][int(bucket)] += int(count)
-            requests[hour] += int(count)
+            moment = _bucket_of(key)
+            latency[moment][int(bucket)] += int(count)
+            requests[moment] += int(count)
         counted = (
-            select(metric_hour, func.count())
+            select(metric_key, func.count())
             .where(m.c.metric_type == ERROR_RATE, in_span)
             .group_by(text("1"))
         )
-        errors.update({_hour_of(key): int(count) for key, count in conn.execute(counted)})
+        errors.update({_bucket_of(key): int(count) for key, count in conn.execute(counted)})
         paid = (
-            select(paid_hour, func.count())
+            select(paid_key, func.count())
             .where(o.c.paid_at >= start, o.c.paid_at < end, o.c.status.in_(PAID_STATUSES))
             .group_by(text("1"))
         )
-        orders.update({_hour_of(key): int(count) for key, count in conn.execute(paid)})
+        orders.update({_bucket_of(key): int(count) for key, count in conn.execute(paid)})
     return {
-        hour: HourStats(
-            hour=hour,
-            requests=requests[hour],
-            errors=errors[hour],
-            orders=orders[hour],
-            latency=dict(latency[hour]),
+        moment: HourStats(
+            hour=moment,
+            requests=requests[moment],
+            errors=errors[moment],
+            orders=orders[moment],
+            latency=dict(latency[moment]),
         )
-        for hour in wanted
+        for moment in wanted
     }
 
 

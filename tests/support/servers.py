@@ -93,13 +93,27 @@ def _stop(process: subprocess.Popen, *, timeout: float = 30) -> None:
 
 
 class GunicornServer:
-    """gunicorn serving `config.wsgi:application` on a free loopback port."""
+    """gunicorn serving `config.wsgi:application` on a free loopback port.
 
-    def __init__(self, env: dict[str, str], *, workers: int = 4, threads: int = 1, migrate=True):
+    As `make serve` runs it (backend/config/gunicorn.py: threaded workers) unless told
+    otherwise: `threads` and `worker_class` override the config, as their options do.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 4,
+        threads: int | None = None,
+        worker_class: str | None = None,
+        migrate=True,
+    ):
         self.env = env
         self.workers = workers
         self.threads = threads
+        self.worker_class = worker_class
         self.migrate = migrate
+        self.port = 0
         self.url = ""
         self.process: subprocess.Popen | None = None
         self._stderr_path = Path(env["RETAIL_LOG_DIR"]) / f"gunicorn-{uuid.uuid4().hex[:6]}.err"
@@ -107,8 +121,12 @@ class GunicornServer:
     def __enter__(self) -> "GunicornServer":
         if self.migrate:
             manage(self.env, "migrate", "--noinput")
-        command = [GUNICORN, "--chdir", str(BACKEND_DIR), "--bind", "127.0.0.1:0"]
-        command += ["--workers", str(self.workers), "--threads", str(self.threads)]
+        command = [GUNICORN, "--chdir", str(BACKEND_DIR), "--bind", f"127.0.0.1:{self.port}"]
+        command += ["--workers", str(self.workers)]
+        if self.threads is not None:
+            command += ["--threads", str(self.threads)]
+        if self.worker_class is not None:
+            command += ["--worker-class", self.worker_class]
         command += ["--graceful-timeout", "20", "--timeout", "60"]
         if GUNICORN_CONFIG.exists():
             command += ["-c", str(GUNICORN_CONFIG)]
@@ -118,8 +136,8 @@ class GunicornServer:
             command, env=self.env, stdout=subprocess.DEVNULL, stderr=self._stderr
         )
         try:
-            port = wait_for(self._bound_port, timeout=30, what="gunicorn to bind")
-            self.url = f"http://127.0.0.1:{port}"
+            self.port = wait_for(self._bound_port, timeout=30, what="gunicorn to bind")
+            self.url = f"http://127.0.0.1:{self.port}"
             wait_for(self._healthy, timeout=30, what="gunicorn /healthz")
             wait_for(
                 lambda: len(self.worker_pids()) == self.workers,
@@ -169,6 +187,13 @@ class GunicornServer:
         if getattr(self, "_stderr", None) is not None:
             self._stderr.close()
             self._stderr = None
+
+    def restart(self) -> None:
+        """Stop, then start again on the same port (as a deploy restarts the service)."""
+        self.stop()
+        self.migrate = False
+        self._stderr_path = self._stderr_path.with_name(f"gunicorn-{uuid.uuid4().hex[:6]}.err")
+        self.__enter__()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()

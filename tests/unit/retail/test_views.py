@@ -8,6 +8,12 @@ from retail.models import Metric
 from retailctl.core.metrics import metrics_summary
 
 PAGES = ["/metrics/dashboard/", "/metrics/quality-scenarios/"]
+LIVE_PAGES = [
+    "/metrics/live/",
+    "/metrics/stream/",
+    "/metrics/errors/",
+    "/metrics/requests/req-abc/",
+]
 MACHINE = ["/metrics/api/?days=7", "/metrics/prometheus"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,14 +39,16 @@ def traffic():
     )
 
 
-@pytest.mark.parametrize("url", PAGES)
+@pytest.mark.parametrize("url", [*PAGES, *LIVE_PAGES])
 def test_pages_redirect_anonymous_to_login_and_refuse_non_staff(client, url):
-    """Anonymous users are sent to the login page; non-staff never see data."""
+    """Anonymous users are sent to the login page; non-staff never see data, nor a stream."""
     anonymous = client.get(url)
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
     user = get_user_model().objects.create_user("shopper", password="pw-unused-77")
     client.force_login(user)
-    assert client.get(url).status_code in (302, 403)
+    answer = client.get(url)
+    assert answer.status_code in (302, 403)
+    assert not answer.get("Content-Type", "").startswith("text/event-stream")
 
 
 @pytest.mark.parametrize("url", MACHINE)
@@ -57,7 +65,7 @@ def test_machine_endpoints_need_staff_or_the_bearer_token(client, settings, url)
 def test_dashboard_and_scenarios_render_for_staff(staff_client, traffic):
     """The dashboard shows KPI cards, health, an inline SVG chart; scenarios show verdicts."""
     page = staff_client.get("/metrics/dashboard/").content.decode()
-    for text in ("Error rate", "Payment breaker", "<svg", "Recent errors", "/api/y/", "open"):
+    for text in ("Error rate", "Payment breaker", "<svg", "Errors, last 1h", "/api/y/", "open"):
         assert text in page
     assert "http://" not in page and "https://" not in page  # no CDN
     scenarios = staff_client.get("/metrics/quality-scenarios/").content.decode()
@@ -94,7 +102,7 @@ def test_digits_other_than_ascii_are_bad_days_not_a_500(staff_client, url, days)
     assert response.json()["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize("url", [*PAGES, *MACHINE])
+@pytest.mark.parametrize("url", [*PAGES, *MACHINE, "/metrics/live/", "/metrics/errors/"])
 def test_every_page_answers_503_json_when_the_read_model_fails(staff_client, monkeypatch, url):
     """A read model that does not answer gives a JSON 503 on every page, never a traceback."""
     from sqlalchemy.exc import OperationalError
@@ -125,7 +133,8 @@ def test_chart_labels_never_overlap(staff_client, days):
     import re
 
     page = staff_client.get(f"/metrics/dashboard/?days={days}").content.decode()
-    chart = page[page.index('<svg class="chart"') : page.index("</svg>")]
+    start = page.index('<svg class="chart"')
+    chart = page[start : page.index("</svg>", start)]
     dates = [
         (float(x), text)
         for x, text in re.findall(
