@@ -78,11 +78,14 @@ def _textual_comparison(column: Any, op: Any, moment: datetime):
         # ...nor, with more digits ('.000' for '.000000' or none), after it.
         stamp = naive.strftime("%H:%M:%S.%f")
     spaced, iso = literal(f"{day} {stamp}"), literal(f"{day}T{stamp}")
+    # Each comparison leads with the one form that every match passes (' ' sorts before
+    # 'T'), a single range the index can walk: without it an ORDER BY ... LIMIT walks
+    # the whole index, since SQLite cannot bound a walk by an OR.
     if op in (operators.ge, operators.gt):
-        # A ' ' row of the day past the moment, or any 'T' row (or later day) past it.
-        return or_(and_(op(text, spaced), text < iso_day), op(text, iso))
+        # Past the ' ' moment: a ' ' row of the day, or a 'T' row (or later day) past it.
+        return and_(op(text, spaced), or_(text < iso_day, op(text, iso)))
     # lt, le: the negation of the above.
-    return or_(op(text, spaced), and_(text >= iso_day, op(text, iso)))
+    return and_(op(text, iso), or_(op(text, spaced), text >= iso_day))
 
 
 @compiles(_TimeComparison)

@@ -92,6 +92,34 @@ def test_a_moment_at_midnight_is_one_index_range_and_postgresql_compares_plainly
     )
 
 
+def test_a_newest_first_read_of_a_window_walks_only_that_window_of_the_index():
+    """`ORDER BY recorded_at DESC LIMIT n` over [start, end) is bounded by the window.
+
+    SQLite cannot bound an index walk by an OR of the two text forms: the live
+    dashboard's errors of the last seconds read every error row ever kept (0.24 s a
+    poll at 10M rows) until each comparison led with a plain range.
+    """
+    engine = create_engine("sqlite://")
+    t.metadata.create_all(engine, tables=[t.metric])
+    end = datetime(2026, 3, 10, 11, 43, 50, tzinfo=UTC)
+    query = (
+        select(t.metric.c.id)
+        .where(
+            t.metric.c.metric_type == "error_rate",
+            t.metric.c.recorded_at >= end - timedelta(seconds=17),
+            t.metric.c.recorded_at < end,
+        )
+        .order_by(t.metric.c.recorded_at.desc())
+        .limit(50)
+    )
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        conn.execute(text("CREATE INDEX type_time ON retail_metric (metric_type, recorded_at)"))
+        plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "(metric_type=? AND recorded_at>? AND recorded_at<?)" in plan, plan
+    engine.dispose()
+
+
 def test_rows_read_back_as_aware_utc_times_from_every_form(sqlite_engine):
     """Every form reads back as the same aware UTC datetime."""
     at = datetime(2026, 3, 10, 12, 30, 15, 250000, tzinfo=UTC)
