@@ -12,6 +12,11 @@ paths gunicorn takes itself (graceful stop, max-requests recycling, SIGQUIT).
 
 worker_class = "config.workers.StreamingThreadWorker"
 threads = 16
+# Every answer closes its connection, as sync workers do: a threaded worker keeps a
+# keep-alive connection for itself, so a client's few connections (a proxy's pool, a
+# load generator's) can all sit on one worker, halving the server's requests/s (seen in
+# bench/middleware.py). A live stream is one long answer and is not affected.
+keepalive = 0
 
 
 def worker_exit(server, worker):

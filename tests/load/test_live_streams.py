@@ -4,7 +4,9 @@ The serving model of docs/live-dashboard.md: threaded workers, a capped number o
 streams per worker, streams ended by the worker the moment it is told to stop.
 """
 
+import http.client
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -53,6 +55,15 @@ def test_checkout_is_served_while_twenty_dashboards_stream(tmp_path, log_dir):
                 timeout=15,
                 what="every open dashboard to receive deltas",
             )
+        # A keep-alive client is answered and let go (keepalive = 0): its connections
+        # never pile up on the worker that accepted them.
+        address = urlsplit(server.url)
+        client = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        client.request("GET", "/healthz")
+        probe = client.getresponse()
+        probe.read()
+        client.close()
+    assert probe.status == 200 and probe.getheader("Connection") == "close"
     counted = statuses(answers)
     assert counted[201] == 150 and counted[409] == 50, counted
     assert elapsed < 60, elapsed
