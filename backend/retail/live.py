@@ -141,6 +141,7 @@ def _poll(delta: Callable[..., dict]) -> None:
     global _poller
     since: dict[str, datetime] = {}
     due: dict[str, float] = {}
+    failing = False
     while not _closing.is_set():
         with _lock:
             if not _streams:
@@ -154,13 +155,21 @@ def _poll(delta: Callable[..., dict]) -> None:
             if due.get(resolution, 0.0) > clock:
                 continue
             due[resolution] = clock + POLL_SECONDS.get(resolution, POLL_SECONDS["hour"])
-            start = since.get(resolution, now)
+            # A resolution first shown now starts here (its streams opened with a snapshot).
+            start = since.setdefault(resolution, now)
             try:
                 document = delta(since=start, now=now, resolution=resolution)
             except Exception:
-                # The next poll tries again; the pages keep what they show meanwhile.
-                logger.exception("live dashboard poll failed")
+                # The next poll tries again from the same `since`, so the pages miss
+                # nothing; they keep what they show meanwhile. Logged once an outage,
+                # not every two seconds while the database is away.
+                if not failing:
+                    logger.exception("live dashboard poll failed; retrying")
+                failing = True
                 continue
+            if failing:
+                logger.warning("live dashboard poll answers again")
+                failing = False
             since[resolution] = now
             event = event_text(document, event_id=now.isoformat())
             with _lock:

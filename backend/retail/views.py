@@ -160,13 +160,19 @@ def _chart(daily: list[dict]) -> dict:
     }
 
 
-# The live charts: id, title and the series each draws (a point's key, its label);
-# live.js draws the same series, the tables behind the charts come from here.
+# The live charts: id, title, how they are drawn and the series each shows (a point's
+# key, its label). The one definition: the page hands kind and keys to live.js in data
+# attributes, and the tables behind the charts come from here.
 LIVE_CHARTS = (
-    ("requests", "Requests and errors", (("requests", "requests"), ("errors", "errors"))),
-    ("errors", "Error rate", (("error_rate", "error rate %"),)),
-    ("latency", "Response time", (("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms"))),
-    ("orders", "Orders paid", (("orders", "orders"),)),
+    ("requests", "Requests and errors", "bars", (("requests", "requests"), ("errors", "errors"))),
+    ("errors", "Error rate", "lines", (("error_rate", "error rate %"),)),
+    (
+        "latency",
+        "Response time",
+        "lines",
+        (("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms")),
+    ),
+    ("orders", "Orders paid", "bars", (("orders", "orders"),)),
 )
 
 
@@ -183,13 +189,15 @@ def _live_charts(document: dict) -> list[dict]:
         {
             "id": chart_id,
             "title": title,
+            "kind": kind,
+            "keys": " ".join(key for key, _ in series),
             "series": series,
             "rows": [
                 (_point_time(point["t"], resolution), [point[key] for key, _ in series])
                 for point in points
             ],
         }
-        for chart_id, title, series in LIVE_CHARTS
+        for chart_id, title, kind, series in LIVE_CHARTS
     ]
 
 

@@ -128,6 +128,30 @@ def test_the_poller_fans_one_read_out_to_every_stream(monkeypatch):
     assert reads == ["minute"]
 
 
+def test_a_failed_poll_is_retried_from_the_same_time_and_logged_once(monkeypatch, caplog):
+    """The database away for two polls: the streams stay open, the next good poll covers
+    the gap (same `since`), and the outage is one log line, not one per poll."""
+    monkeypatch.setattr(live, "POLL_SECONDS", {"minute": 0.05, "hour": 0.05})
+    calls = []
+
+    def delta(*, since, now, resolution):
+        calls.append(since)
+        if len(calls) <= 2:
+            raise ConnectionError("database went away")
+        return {"points": [], "n": len(calls)}
+
+    stream = live.stream_open("minute", delta)
+    assert stream is not None
+    event = stream.events.get(timeout=10)
+    assert '"n":3' in event
+    assert calls[0] == calls[1] == calls[2]
+    failures = [
+        r for r in caplog.records if r.getMessage().startswith("live dashboard poll failed")
+    ]
+    assert len(failures) == 1
+    assert any(r.getMessage() == "live dashboard poll answers again" for r in caplog.records)
+
+
 def test_errors_page_links_each_group_to_its_sample_request(staff_client):
     """/metrics/errors/ lists the groups; the sample request opens the request page."""
     Metric.objects.create(

@@ -12,12 +12,14 @@
   var SVG = "http://www.w3.org/2000/svg";
   var W = 720, LEFT = 64, RIGHT = 10, TOP = 12, BOTTOM = 30;
   var POLL_MS = 5000, STREAM_RETRY_MS = 30000, ERRORS_SHOWN = 50;
-  var CHARTS = {
-    requests: { kind: "bars", series: ["requests", "errors"] },
-    errors: { kind: "lines", series: ["error_rate"] },
-    latency: { kind: "lines", series: ["p50", "p95", "p99"] },
-    orders: { kind: "bars", series: ["orders"] }
-  };
+  // Each chart's kind and series, as the server defined them (views.LIVE_CHARTS).
+  var CHARTS = {};
+  Array.prototype.forEach.call(section.querySelectorAll("svg[data-series]"), function (svg) {
+    CHARTS[svg.getAttribute("data-chart")] = {
+      kind: svg.getAttribute("data-kind"),
+      series: svg.getAttribute("data-series").split(" ")
+    };
+  });
   var status = document.getElementById("live-status");
   var requestUrl = section.getAttribute("data-request-url");
   var source = null, pollTimer = null, retryTimer = null;
