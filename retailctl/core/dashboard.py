@@ -18,7 +18,12 @@ from retailctl.core import tables as t
 from retailctl.core.alerts import alerts_firing
 from retailctl.core.anomalies import anomalies_find
 from retailctl.core.errors import UsageError
-from retailctl.core.metrics import CIRCUIT_BREAKER_STATE, ERROR_RATE
+from retailctl.core.metrics import (
+    CIRCUIT_BREAKER_STATE,
+    ERROR_RATE,
+    breaker_state_before,
+    breaker_state_of,
+)
 from retailctl.core.rules import duration_parse, duration_text
 from retailctl.core.series import (
     HOUR,
@@ -29,7 +34,7 @@ from retailctl.core.series import (
     minute_floor,
     minute_stats,
 )
-from retailctl.core.sketch import quantile
+from retailctl.core.sketch import quantile, route_of
 
 MINUTE_RESOLUTION, HOUR_RESOLUTION = "minute", "hour"
 RESOLUTIONS = {MINUTE_RESOLUTION: MINUTE, HOUR_RESOLUTION: HOUR}
@@ -141,21 +146,18 @@ def breaker_timeline(conn: Connection, *, start: datetime, end: datetime) -> lis
     recorded change (`circuit_breaker_state` rows, metadata `to`) starts a new band.
     """
     m = t.metric
-    is_breaker = m.c.metric_type == CIRCUIT_BREAKER_STATE
-    before = conn.execute(
-        select(m.c.metadata)
-        .where(is_breaker, m.c.recorded_at < start)
-        .order_by(m.c.recorded_at.desc(), m.c.id.desc())
-        .limit(1)
-    ).scalar()
     changes = conn.execute(
         select(m.c.recorded_at, m.c.metadata)
-        .where(is_breaker, m.c.recorded_at >= start, m.c.recorded_at < end)
+        .where(
+            m.c.metric_type == CIRCUIT_BREAKER_STATE,
+            m.c.recorded_at >= start,
+            m.c.recorded_at < end,
+        )
         .order_by(m.c.recorded_at, m.c.id)
     ).all()
-    bands = [{"start": start, "state": _state_of(before)}]
+    bands = [{"start": start, "state": _band_state(breaker_state_before(conn, start))}]
     for recorded_at, metadata in changes:
-        state = _state_of(metadata)
+        state = _band_state(breaker_state_of(metadata))
         if state == bands[-1]["state"]:
             continue
         if recorded_at <= bands[-1]["start"]:
@@ -169,10 +171,8 @@ def breaker_timeline(conn: Connection, *, start: datetime, end: datetime) -> lis
     ]
 
 
-def _state_of(metadata: Any) -> str:
-    if isinstance(metadata, dict) and metadata.get("to"):
-        return str(metadata["to"]).lower()
-    return "unknown"
+def _band_state(state: str | None) -> str:
+    return state.lower() if state else "unknown"
 
 
 def errors_since(conn: Connection, *, start: datetime, end: datetime) -> list[dict]:
@@ -192,7 +192,7 @@ def errors_since(conn: Connection, *, start: datetime, end: datetime) -> list[di
                 "id": row_id,
                 "recorded_at": recorded_at.isoformat(),
                 "method": str(meta.get("method") or ""),
-                "route": str(meta.get("route") or meta.get("path") or ""),
+                "route": route_of(meta),
                 "status_code": meta.get("status_code"),
                 "error": meta.get("error") or meta.get("exception"),
                 "fingerprint": meta.get("fingerprint"),

@@ -178,20 +178,24 @@ def _route_stats(traffic: _Traffic) -> list[RouteStat]:
     return stats
 
 
-def _breaker_state(conn: Connection, window: Window) -> str | None:
+def breaker_state_of(metadata: Any) -> str | None:
+    """Return the state a `circuit_breaker_state` row changed to: metadata `to` (or `state`)."""
+    if not isinstance(metadata, dict):
+        return None
+    state = metadata.get("to", metadata.get("state"))
+    return None if state is None else str(state)
+
+
+def breaker_state_before(conn: Connection, moment: datetime) -> str | None:
+    """Return the breaker's state at `moment`: the latest change recorded before it."""
     m = t.metric
     latest = (
-        select(m.c.metadata, m.c.value)
-        .where(m.c.metric_type == CIRCUIT_BREAKER_STATE, m.c.recorded_at < window.end)
+        select(m.c.metadata)
+        .where(m.c.metric_type == CIRCUIT_BREAKER_STATE, m.c.recorded_at < moment)
         .order_by(t.time_order(m.c.recorded_at).desc(), m.c.id.desc())
         .limit(1)
     )
-    row = conn.execute(latest).first()
-    if row is None:
-        return None
-    metadata = row.metadata if isinstance(row.metadata, dict) else {}
-    state = metadata.get("to", metadata.get("state"))
-    return None if state is None else str(state)
+    return breaker_state_of(conn.execute(latest).scalar())
 
 
 def _counts_by_day(conn: Connection, column, *conditions) -> Counter:
@@ -292,7 +296,7 @@ def _report(conn: Connection, window: Window, traffic: _Traffic) -> MetricsRepor
         "avg_response_time_ms": _round(latency_sum / requests_total) if requests_total else None,
         "p95_response_time_ms": _round(quantile(overall, 0.95)),
         "p99_response_time_ms": _round(quantile(overall, 0.99)),
-        "circuit_breaker_state": _breaker_state(conn, window),
+        "circuit_breaker_state": breaker_state_before(conn, window.end),
         "stock_conflicts": traffic.type_total(STOCK_CONFLICTS),
         "throttled_requests": traffic.type_total(THROTTLED_REQUESTS),
     }
