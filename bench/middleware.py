@@ -5,14 +5,17 @@ the kill switch: X-Request-ID is still set). Two measurements, each alternating 
 so that a busy neighbour hits them alike, each printing its spread:
 
 - In-process: each variant is a warm process on its own copy of one database, driving the
-  full WSGI stack from one request thread as fast as it can. A round is continuous load:
-  a quarter of it untimed to reach the steady state (buffers filling and draining), then
-  `--seconds` timed with nothing flushed by hand, so the writer threads format, write and
-  insert beside the requests as they do in a server, and what they cost (their CPU, the
-  GIL they take from the request thread) lands in the round. CPU is the whole process's
-  (every thread, shown per thread) plus, on PostgreSQL, the database backends serving the
-  variant's database. What a process still holds after the timed part is written before
-  the next variant runs, so no backlog is paid inside another variant's round.
+  full WSGI stack from one request thread as fast as it can. The variants time-share the
+  machine: one process runs for a slice (`--slice`, half a second) while the others are
+  frozen (SIGSTOP, every thread), then the next, round and round. A shared VM's speed drifts
+  by half within seconds; within a second every variant gets the same machine. Each process
+  pays its own deferred work: its writer threads format, write and insert beside its
+  requests in its slices, with nothing flushed by hand, and what it still holds at the end
+  is written inside its measurement. A quarter of the slices come first, untimed, to reach
+  the steady state. CPU is the whole process's (every thread, shown per thread) plus, on
+  PostgreSQL, the database backends serving the variant's database. Each run starts new
+  processes, so what one process happens to get for its life (its memory layout, its hash
+  seed) shows in the spread of runs instead of biasing a whole series.
 - gunicorn: started as `make serve` starts it (its command line read from the Makefile,
   the worker settings from backend/config/gunicorn.py), on a free port, under a
   closed-loop load generator in its own process at fixed concurrency; requests/s and CPU
@@ -25,10 +28,10 @@ over OTLP/HTTP to a local receiver that discards them; issue 12's row); with `--
 `naive` (the ADR's first design: python-json-logger on a stdout and a file handler, one
 synchronous INSERT per metric). stdout of every server goes to a file, as a container
 runtime takes it. SQLite by default; `--postgres-url SERVER_URL` runs the same on throwaway
-databases of that server. A run is `--rounds` alternating rounds; its P1 is the median of
-its rounds' on/off ratios. The long series: `--runs 10 --server-runs 10`.
+databases of that server. A run's P1 is its requests/s on over off, each over all its timed
+slices. The long series: `--runs 10 --server-runs 10`.
 
-    python bench/middleware.py [--runs 1] [--rounds 5] [--seconds 4] [--server-runs 1]
+    python bench/middleware.py [--runs 1] [--seconds 20] [--slice 0.5] [--server-runs 1]
         [--server-seconds 20] [--concurrency 4] [--naive] [--postgres-url URL] [--json]
 """
 
@@ -43,6 +46,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -169,6 +173,10 @@ class _DatabaseBackends:
         ).fetchall()
         return {pid: _cpu_seconds(pid) for (pid,) in rows}
 
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
 
 def _cpu_seconds(pid: int) -> float:
     try:
@@ -182,8 +190,14 @@ def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
-def _serve(variant: str, env: dict, log_dir: str, conn) -> None:
-    """Run in a child process: answer each `seconds` command with the figures of one round."""
+def _serve(variant: str, env: dict, log_dir: str, conn, served, stopping) -> None:
+    """Run in a child process: serve requests back to back until `stopping` is set.
+
+    The parent freezes and thaws this process (SIGSTOP, SIGCONT) to give it its slices of
+    the machine; `served` counts the requests answered, for the parent to read while the
+    process is frozen. At the end the process writes what it still holds (timed, so the
+    parent adds that work to the variant's) and reports what only it can see.
+    """
     stdout = open(os.path.join(log_dir, "stdout.log"), "a")  # noqa: SIM115
     os.dup2(stdout.fileno(), 1)
     os.environ.clear()
@@ -218,107 +232,216 @@ def _serve(variant: str, env: dict, log_dir: str, conn) -> None:
         if not statuses[0].startswith("200"):
             raise RuntimeError(f"{variant}: unexpected answer {statuses[0]}")
 
-    def run_for(seconds: float) -> int:
-        done, deadline = 0, time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            for _ in range(20):
-                call()
-            done += 20
-        return done
-
-    def drain() -> None:
-        flush_metrics()
-        flush_logs()
-        flush_spans()
-
-    process = psutil.Process()
-    backends = _DatabaseBackends(env["DATABASE_URL"])
-
-    def threads_cpu() -> dict[str, float]:
-        names = {thread.native_id: thread.name for thread in threading.enumerate()}
-        return {
-            names.get(thread.id, "other"): thread.user_time + thread.system_time
-            for thread in process.threads()
-        }
-
     for _ in range(300):
         call()
-    drain()
-    conn.send("ready")
-    while (seconds := conn.recv()) is not None:
-        warm = run_for(seconds / 4)
-        threads, gcs, db = threads_cpu(), gc.get_stats(), backends.cpu()
-        switches = process.num_ctx_switches()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        requests = run_for(seconds)
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        switches_after = process.num_ctx_switches()
-        threads_after, gcs_after, db_after = threads_cpu(), gc.get_stats(), backends.cpu()
-        drain()
-        conn.send(
-            {
-                "requests": requests,
-                "requests_with_warmup": warm + requests,
-                "wall": wall,
-                "cpu": cpu,
-                "database_cpu": _cpu_spent(db, db_after),
-                "threads": {
-                    name: spent - threads.get(name, 0.0) for name, spent in threads_after.items()
-                },
-                "gc": [
-                    after["collections"] - before["collections"]
-                    for before, after in zip(gcs, gcs_after, strict=True)
-                ],
-                # Every thread's switches: GIL hand-offs between the request thread and
-                # the writers show up here (a thread waiting for the GIL sleeps).
-                "context_switches": sum(switches_after) - sum(switches),
-            }
+    flush_metrics()
+    flush_logs()
+    flush_spans()
+    # The writer threads started with the first requests; the parent reads their CPU
+    # from /proc by thread ID and names them with this map.
+    conn.send({thread.native_id: thread.name for thread in threading.enumerate()})
+    if conn.recv() != "go":
+        return
+    gcs = gc.get_stats()
+    while not stopping.value:
+        for _ in range(20):
+            call()
+        served.value += 20
+    started = time.perf_counter()
+    flush_metrics()
+    flush_logs()
+    flush_spans()
+    conn.send(
+        {
+            "drain_wall": time.perf_counter() - started,
+            "served": served.value,
+            "gc": [
+                after["collections"] - before["collections"]
+                for before, after in zip(gcs, gc.get_stats(), strict=True)
+            ],
+        }
+    )
+    # Alive until told: the parent reads the CPU this process spent writing.
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+
+
+class _Frozen:
+    """A variant's server process, frozen except during the slices the parent gives it."""
+
+    def __init__(self, variant: str, env: dict, log_dir: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.variant = variant
+        self.served = context.RawValue(ctypes.c_long, 0)
+        self.stopping = context.RawValue(ctypes.c_bool, False)
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve,
+            args=(variant, env, log_dir, child, self.served, self.stopping),
+            daemon=True,
         )
-    conn.close()
+        self.process.start()
+        self.backends = _DatabaseBackends(env["DATABASE_URL"])
+        self.thread_names: dict[int, str] = {}
+
+    def wait_ready(self) -> None:
+        if not self.conn.poll(180):
+            raise RuntimeError(f"{self.variant} server did not start")
+        self.thread_names = self.conn.recv()
+
+    def go(self) -> None:
+        """Start serving, then freeze at once: the first slice thaws it."""
+        self.conn.send("go")
+        self.freeze()
+
+    def slice(self, seconds: float) -> float:
+        """Let the process serve for `seconds`; return the wall time it was thawed."""
+        started = time.perf_counter()
+        os.kill(self.process.pid, signal.SIGCONT)
+        time.sleep(seconds)
+        self.freeze()
+        return time.perf_counter() - started
+
+    def freeze(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not self._stopped():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.variant} server did not stop")
+            time.sleep(0.0002)
+
+    def _stopped(self) -> bool:
+        # Every thread, not only the main one: a writer still running would add its work
+        # to the next variant's slice.
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        for task in tasks.iterdir():
+            try:
+                state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+            except OSError:
+                continue
+            if state not in ("T", "t", "Z", "X"):
+                return False
+        return True
+
+    def snapshot(self) -> dict:
+        """What the frozen process has spent so far."""
+        process = psutil.Process(self.process.pid)
+        times = process.cpu_times()
+        switches = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    switches += int(line.split()[1])
+        return {
+            "served": self.served.value,
+            "cpu": times.user + times.system,
+            "threads": {
+                self.thread_names.get(thread.id, "other"): thread.user_time + thread.system_time
+                for thread in process.threads()
+            },
+            "database": self.backends.cpu(),
+            "switches": switches,
+        }
+
+    def finish(self) -> tuple[float, dict]:
+        """Stop serving, let the process write what it holds; return the wall time and report."""
+        self.stopping.value = True
+        started = time.perf_counter()
+        os.kill(self.process.pid, signal.SIGCONT)
+        if not self.conn.poll(120):
+            raise RuntimeError(f"{self.variant} server did not finish")
+        report = self.conn.recv()
+        return time.perf_counter() - started, report
+
+    def close(self) -> None:
+        self.stopping.value = True
+        if self.process.is_alive():
+            os.kill(self.process.pid, signal.SIGCONT)
+        self.conn.close()
+        self.process.join(timeout=60)
+        if self.process.is_alive():
+            self.process.kill()
+        self.backends.close()
 
 
-def _in_process(
+def _in_process_run(
     variants: tuple[str, ...],
     urls: dict[str, str],
     workdir: Path,
     otlp: "_OtlpReceiver",
-    runs: int,
-    rounds: int,
+    run: int,
     seconds: float,
-) -> list[list[dict[str, dict]]]:
-    """Return, per run and round, each variant's figures (variants alternate in each round)."""
-    context = multiprocessing.get_context("spawn")
-    workers = {}
-    for variant in variants:
-        log_dir = workdir / f"in-process-{variant}"
-        log_dir.mkdir()
-        parent, child = context.Pipe()
-        env = _server_environment(variant, urls[variant], log_dir, otlp.url)
-        process = context.Process(target=_serve, args=(variant, env, str(log_dir), child))
-        process.start()
-        workers[variant] = (process, parent)
+    slice_seconds: float,
+) -> dict[str, dict]:
+    """Time-share the machine between the variants' processes in slices; return figures.
+
+    Only one process runs at a time, the others frozen with every thread: the machine's
+    speed, which drifts by half on a shared VM within seconds, is then the same for every
+    variant within a second, and each pays its own deferred work (the writers run beside
+    its requests in its slices; what it still holds at the end is written inside its
+    measurement). Each run starts its own processes (on the variants' databases as the
+    earlier runs left them): what a process happens to get for its whole life (its memory
+    layout, its hash seed) then varies between runs and shows in their spread instead of
+    biasing every run of a series alike.
+    """
+    servers: dict[str, _Frozen] = {}
     try:
-        for variant, (_, conn) in workers.items():
-            if not conn.poll(180) or conn.recv() != "ready":
-                raise RuntimeError(f"{variant} server did not start")
-        series = []
-        for _ in range(runs):
-            run = []
-            for _ in range(rounds):
-                figures = {}
-                for variant, (_, conn) in workers.items():
-                    receiver_cpu = otlp.cpu()
-                    conn.send(seconds)
-                    figures[variant] = conn.recv()
-                    figures[variant]["receiver_cpu"] = otlp.cpu() - receiver_cpu
-                run.append(figures)
-            series.append(run)
-        return series
+        for variant in variants:
+            log_dir = workdir / f"in-process-{variant}"
+            log_dir.mkdir(exist_ok=True)
+            env = _server_environment(variant, urls[variant], log_dir, otlp.url)
+            servers[variant] = _Frozen(variant, env, str(log_dir))
+        for server in servers.values():
+            server.wait_ready()
+            server.go()
+        cycles = max(1, round(seconds / slice_seconds))
+        warmup = max(1, cycles // 4)
+        order = list(servers.values())
+        for _ in range(warmup):
+            for server in order:
+                server.slice(slice_seconds)
+        before = {variant: server.snapshot() for variant, server in servers.items()}
+        receiver_before = otlp.cpu()
+        walls = dict.fromkeys(servers, 0.0)
+        cycle_rps: dict[str, list[float]] = {variant: [] for variant in servers}
+        for cycle in range(cycles):
+            # Each cycle starts with the next variant, so none always follows the same one.
+            shift = (run + cycle) % len(order)
+            for server in order[shift:] + order[:shift]:
+                served = server.served.value
+                wall = server.slice(slice_seconds)
+                walls[server.variant] += wall
+                cycle_rps[server.variant].append((server.served.value - served) / wall)
+        figures = {}
+        for variant, server in servers.items():
+            drain_wall, report = server.finish()
+            after = server.snapshot()
+            start = before[variant]
+            requests = after["served"] - start["served"]
+            figures[variant] = {
+                "requests": requests,
+                "wall": walls[variant] + drain_wall,
+                "drain_wall": report["drain_wall"],
+                "cpu": after["cpu"] - start["cpu"],
+                "database_cpu": _cpu_spent(start["database"], after["database"]),
+                "threads": {
+                    name: spent - start["threads"].get(name, 0.0)
+                    for name, spent in after["threads"].items()
+                },
+                "gc": report["gc"],
+                "loop_requests": report["served"],
+                "context_switches": after["switches"] - start["switches"],
+                "cycle_rps": cycle_rps[variant],
+            }
+        receiver = otlp.cpu() - receiver_before
+        for variant, own in figures.items():
+            own["receiver_cpu"] = receiver if variant == "otel" else 0.0
+        return figures
     finally:
-        for process, conn in workers.values():
-            if process.is_alive():
-                conn.send(None)
-            process.join(timeout=60)
+        for server in servers.values():
+            server.close()
 
 
 # --- gunicorn ----------------------------------------------------------------------------
@@ -445,7 +568,7 @@ def _gunicorn_round(
         stack.callback(stop.set)
         time.sleep(SERVER_WARMUP_SECONDS)
         backends = _DatabaseBackends(database_url)
-        stack.callback(lambda: backends._conn and backends._conn.close())
+        stack.callback(backends.close)
         before = (completed.value, failed.value, time.perf_counter())
         tree, db, load = _tree_cpu(master), backends.cpu(), _cpu_seconds(generator.pid)
         receiver = otlp.cpu()
@@ -584,9 +707,7 @@ def _spread(values: list[float], digits: int = 3) -> dict:
     }
 
 
-def _in_process_figures(series: list[list[dict]], variants: tuple[str, ...]) -> dict:
-    rounds = [figures for run in series for figures in run]
-
+def _in_process_figures(series: list[dict[str, dict]], variants: tuple[str, ...]) -> dict:
     def rps(figures: dict) -> float:
         return figures["requests"] / figures["wall"]
 
@@ -595,7 +716,7 @@ def _in_process_figures(series: list[list[dict]], variants: tuple[str, ...]) -> 
 
     result: dict = {"variants": {}}
     for variant in variants:
-        mine = [figures[variant] for figures in rounds]
+        mine = [run[variant] for run in series]
         threads: dict[str, list[float]] = {}
         for figures in mine:
             for name, spent in figures["threads"].items():
@@ -613,27 +734,26 @@ def _in_process_figures(series: list[list[dict]], variants: tuple[str, ...]) -> 
                 statistics.median(f["context_switches"] / f["requests"] for f in mine), 2
             ),
             "gc_collections_per_1000_requests": [
-                round(statistics.median(f["gc"][gen] / f["requests"] * 1000 for f in mine), 2)
+                round(statistics.median(f["gc"][gen] / f["loop_requests"] * 1000 for f in mine), 2)
                 for gen in range(3)
             ],
+            "drain_ms": _spread([f["drain_wall"] * 1000 for f in mine], 1),
             "receiver_cpu_us_per_request": round(
-                statistics.median(
-                    f["receiver_cpu"] / f["requests_with_warmup"] * 1e6 for f in mine
-                ),
-                1,
+                statistics.median(f["receiver_cpu"] / f["requests"] * 1e6 for f in mine), 1
             ),
         }
     for variant in variants[1:]:
-        per_round = [rps(figures[variant]) / rps(figures["off"]) for figures in rounds]
-        per_run = [
-            statistics.median(rps(figures[variant]) / rps(figures["off"]) for figures in run)
+        per_run = [rps(run[variant]) / rps(run["off"]) for run in series]
+        per_cycle = [
+            mine / off
             for run in series
+            for mine, off in zip(run[variant]["cycle_rps"], run["off"]["cycle_rps"], strict=True)
         ]
-        cpu_ratio = [cpu_us(figures["off"]) / cpu_us(figures[variant]) for figures in rounds]
+        cpu_ratio = [cpu_us(run["off"]) / cpu_us(run[variant]) for run in series]
         result[f"{variant}_off"] = {
             "runs": [round(ratio, 3) for ratio in per_run],
             "run_spread": _spread(per_run),
-            "round_spread": _spread(per_round),
+            "cycle_spread": _spread(per_cycle),
             "cpu_ratio": _spread(cpu_ratio),
         }
     return result
@@ -674,8 +794,8 @@ def _server_figures(pairs: list[dict[str, dict]]) -> dict:
 def measure(
     *,
     runs: int = 1,
-    rounds: int = 5,
-    seconds: float = 4.0,
+    seconds: float = 20.0,
+    slice_seconds: float = 0.5,
     server_runs: int = 1,
     server_seconds: float = 20.0,
     concurrency: int = 4,
@@ -690,7 +810,10 @@ def measure(
         databases = _Databases(stack, workdir, postgres)
         otlp = _OtlpReceiver(stack)
         urls = {variant: databases.fresh() for variant in variants}
-        series = _in_process(variants, urls, workdir, otlp, runs, rounds, seconds)
+        series = [
+            _in_process_run(variants, urls, workdir, otlp, run, seconds, slice_seconds)
+            for run in range(runs)
+        ]
         pairs = []
         for run in range(server_runs):
             # Alternate which variant goes first, so that a drift of the machine's load
@@ -716,7 +839,12 @@ def measure(
     return {
         "endpoint": "GET /api/products/<id>/",
         "database": "postgresql" if postgres else "sqlite",
-        "in_process": {"runs": runs, "rounds": rounds, "seconds": seconds, **in_process},
+        "in_process": {
+            "runs": runs,
+            "seconds": seconds,
+            "slice_seconds": slice_seconds,
+            **in_process,
+        },
         "gunicorn": server
         and {
             "runs": server_runs,
@@ -738,7 +866,8 @@ def _table(figures: dict) -> str:
     in_process = figures["in_process"]
     lines = [
         f"{figures['endpoint']} on {figures['database']}: in-process, {in_process['runs']} run(s)"
-        f" of {in_process['rounds']} rounds x {in_process['seconds']:g} s of continuous load",
+        f" of {in_process['seconds']:g} s of continuous load per variant, in slices of "
+        f"{in_process['slice_seconds']:g} s",
         f"{'variant':<38}{'req/s min-med-max':>20}{'CPU µs/req':>12}{'vs off (runs)':>20}"
         f"{'CPU ratio':>11}   CPU µs/req by thread",
     ]
@@ -760,8 +889,8 @@ def _table(figures: dict) -> str:
         )
     p1 = in_process["on_off"]
     lines.append(
-        f"P1 per run: {' '.join(f'{ratio:.3f}' for ratio in p1['runs'])}; per round "
-        f"{_range(p1['round_spread'], 3)}"
+        f"P1 per run: {' '.join(f'{ratio:.3f}' for ratio in p1['runs'])}; per slice "
+        f"{_range(p1['cycle_spread'], 3)}"
     )
     server = figures["gunicorn"]
     if server:
@@ -794,8 +923,12 @@ def _table(figures: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="in-process runs")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per run")
-    parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per round")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="timed seconds per variant and run"
+    )
+    parser.add_argument(
+        "--slice", type=float, default=0.5, help="seconds a variant runs before the next"
+    )
     parser.add_argument("--server-runs", type=int, default=1, help="gunicorn on/off pairs")
     parser.add_argument("--server-seconds", type=float, default=20.0, help="per gunicorn run")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
@@ -809,8 +942,8 @@ def main() -> None:
     args = parser.parse_args()
     figures = measure(
         runs=args.runs,
-        rounds=args.rounds,
         seconds=args.seconds,
+        slice_seconds=args.slice,
         server_runs=args.server_runs,
         server_seconds=args.server_seconds,
         concurrency=args.concurrency,
