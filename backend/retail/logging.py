@@ -49,6 +49,9 @@ _PIPE_BUF = 4096
 # A stdout that is a regular file takes chunks of up to this size: there one write()
 # lands whole (the kernel holds the file's lock for it), a pipe's limit does not apply.
 _FILE_CHUNK = 64 * 1024
+# How many times `capacity` records may wait while a write (a rotation) is under way
+# before a caller waits for it; see JsonLinesHandler._write_if_idle.
+_BACKLOG_FACTOR = 10
 # No JSON line shows a record's thread or process names, so every record skips looking
 # them up (the logging HOWTO's "Optimization" section); `process` (the pid) stays on.
 logging.logThreads = False
@@ -219,7 +222,8 @@ class JsonLinesHandler(logging.Handler):
     `flush()` writes the buffer now (logging calls it at exit, gunicorn's `worker_exit`
     hook calls it through `flush_logs()`); records of level ERROR and above wake the
     writer at once; a full buffer is written by the thread that fills it, so a burst
-    slows its caller down instead of losing lines.
+    slows its caller down instead of losing lines, except while a write (a rotation) is
+    under way: then callers wait only once ten times as many records wait.
 
     log_fields() may hand it a record's fields instead of the record (emit_fields()),
     while its filters only stamp the request context and its formatter is a
@@ -291,33 +295,57 @@ class JsonLinesHandler(logging.Handler):
 
     def _enqueue(self, entry: _BufferEntry, levelno: int) -> None:
         self._records.append(entry)
-        if self.synchronous or len(self._records) >= self.capacity:
+        if self.synchronous:
             self.flush()
+            return
+        if len(self._records) >= self.capacity and self._write_if_idle():
             return
         self._writer.ensure_running()
         if levelno >= logging.ERROR:
             self._writer.wake()
 
+    def _write_if_idle(self) -> bool:
+        """Write a full buffer in the caller's thread, unless a write is under way already.
+
+        A write under way may be a rotation: concurrent-log-handler fsyncs and gzips the
+        old file inside it, most of a second for 50 MB, and every thread of the process
+        that waited on it would stall that long. The records keep queueing behind it,
+        and it writes them when it is done; only a buffer `_BACKLOG_FACTOR` times full
+        (a writer that cannot keep up at all) makes the caller wait and write.
+        """
+        full = len(self._records) >= self.capacity * _BACKLOG_FACTOR
+        if not self._write_lock.acquire(blocking=full):
+            return False
+        try:
+            self._write_buffered()
+        finally:
+            self._write_lock.release()
+        return True
+
     def flush(self) -> None:
         """Write every buffered record now."""
         with self._write_lock:
-            records = self._records
-            format_fields = getattr(self.formatter, "format_fields", None)
-            lines: list[str] = []
-            while records:
-                try:
-                    entry = records.popleft()
-                except IndexError:
-                    break
-                try:
-                    if format_fields is not None and type(entry) is tuple:
-                        lines.append(format_fields(*entry))
-                    else:
-                        lines.append(self.format(_as_record(entry)))
-                except Exception:
-                    self.handleError(_as_record(entry))
-            if lines:
-                self._write(lines)
+            self._write_buffered()
+
+    def _write_buffered(self) -> None:
+        # Called with the write lock held.
+        records = self._records
+        format_fields = getattr(self.formatter, "format_fields", None)
+        lines: list[str] = []
+        while records:
+            try:
+                entry = records.popleft()
+            except IndexError:
+                break
+            try:
+                if format_fields is not None and type(entry) is tuple:
+                    lines.append(format_fields(*entry))
+                else:
+                    lines.append(self.format(_as_record(entry)))
+            except Exception:
+                self.handleError(_as_record(entry))
+        if lines:
+            self._write(lines)
 
     def close(self) -> None:
         """Stop the writer thread, write what is left and close the file."""
