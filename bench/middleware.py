@@ -13,14 +13,18 @@ so that a busy neighbour hits them alike, each printing its spread:
   requests in its slices, with nothing flushed by hand, and what it still holds at the end
   is written inside its measurement. A quarter of the slices come first, untimed, to reach
   the steady state. CPU is the whole process's (every thread, shown per thread) plus, on
-  PostgreSQL, the database backends serving the variant's database. Each run starts new
-  processes, so what one process happens to get for its life (its memory layout, its hash
-  seed) shows in the spread of runs instead of biasing a whole series.
+  PostgreSQL, the database backends serving the variant's database. One process runs up
+  to a fifth faster or slower than the next for its whole life, whatever it runs (its
+  memory layout, its hash seed), so each variant runs in `--processes` processes per run,
+  each on its own copy of the database, pooled; every run starts new ones.
 - gunicorn: started as `make serve` starts it (its command line read from the Makefile,
   the worker settings from backend/config/gunicorn.py), on a free port, under a
   closed-loop load generator in its own process at fixed concurrency; requests/s and CPU
   per request of the server's process tree (master and workers, every thread, plus the
-  database backends on PostgreSQL). The generator's CPU is reported apart.
+  database backends on PostgreSQL). The generator's CPU is reported apart. A run starts
+  `off` and `on` side by side, each with its own generator, and time-shares the machine
+  between them in the same slices (the other server and its generator frozen); the
+  `--server-seconds` are each variant's timed share.
 
 Variants: `off`; `on` (production settings: two JSON records per request to stdout and
 application.log, one metric row per request); `otel` (on, plus OpenTelemetry spans exported
@@ -31,7 +35,8 @@ runtime takes it. SQLite by default; `--postgres-url SERVER_URL` runs the same o
 databases of that server. A run's P1 is its requests/s on over off, each over all its timed
 slices. The long series: `--runs 10 --server-runs 10`.
 
-    python bench/middleware.py [--runs 1] [--seconds 20] [--slice 0.5] [--server-runs 1]
+    python bench/middleware.py [--runs 1] [--seconds 20] [--slice 0.5] [--processes 3]
+        [--server-runs 1]
         [--server-seconds 20] [--concurrency 4] [--naive] [--postgres-url URL] [--json]
 """
 
@@ -268,6 +273,40 @@ def _serve(variant: str, env: dict, log_dir: str, conn, served, stopping) -> Non
         pass
 
 
+def _freeze(pids: list[int], what: str) -> None:
+    """Stop every thread of `pids` (SIGSTOP) and wait until each is stopped."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while not all(_stopped(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not stop")
+        time.sleep(0.0002)
+
+
+def _stopped(pid: int) -> bool:
+    # Every thread, not only the main one: a writer still running would add its work to
+    # the next variant's slice.
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
+def _thawed_for(seconds: float, pids: list[int], what: str) -> float:
+    """Let `pids` run for `seconds`, then freeze them; return the wall time they ran."""
+    started = time.perf_counter()
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(seconds)
+    _freeze(pids, what)
+    return time.perf_counter() - started
+
+
 class _Frozen:
     """A variant's server process, frozen except during the slices the parent gives it."""
 
@@ -298,32 +337,10 @@ class _Frozen:
 
     def slice(self, seconds: float) -> float:
         """Let the process serve for `seconds`; return the wall time it was thawed."""
-        started = time.perf_counter()
-        os.kill(self.process.pid, signal.SIGCONT)
-        time.sleep(seconds)
-        self.freeze()
-        return time.perf_counter() - started
+        return _thawed_for(seconds, [self.process.pid], self.variant)
 
     def freeze(self) -> None:
-        os.kill(self.process.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 5
-        while not self._stopped():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.variant} server did not stop")
-            time.sleep(0.0002)
-
-    def _stopped(self) -> bool:
-        # Every thread, not only the main one: a writer still running would add its work
-        # to the next variant's slice.
-        tasks = Path(f"/proc/{self.process.pid}/task")
-        for task in tasks.iterdir():
-            try:
-                state = (task / "stat").read_text().rpartition(")")[2].split()[0]
-            except OSError:
-                continue
-            if state not in ("T", "t", "Z", "X"):
-                return False
-        return True
+        _freeze([self.process.pid], self.variant)
 
     def snapshot(self) -> dict:
         """What the frozen process has spent so far."""
@@ -368,7 +385,7 @@ class _Frozen:
 
 def _in_process_run(
     variants: tuple[str, ...],
-    urls: dict[str, str],
+    urls: dict[str, list[str]],
     workdir: Path,
     otlp: "_OtlpReceiver",
     run: int,
@@ -381,66 +398,84 @@ def _in_process_run(
     speed, which drifts by half on a shared VM within seconds, is then the same for every
     variant within a second, and each pays its own deferred work (the writers run beside
     its requests in its slices; what it still holds at the end is written inside its
-    measurement). Each run starts its own processes (on the variants' databases as the
-    earlier runs left them): what a process happens to get for its whole life (its memory
-    layout, its hash seed) then varies between runs and shows in their spread instead of
-    biasing every run of a series alike.
+    measurement). A process's own speed differs from the next one's by up to a fifth for
+    its whole life, whatever it runs (its memory layout, its hash seed: what pyperf spawns
+    many processes for), so each variant runs in several processes per run (`urls` holds
+    a database for each), pooled; every run starts new ones, on the databases as the
+    earlier runs left them.
     """
-    servers: dict[str, _Frozen] = {}
+    servers: list[_Frozen] = []
     try:
-        for variant in variants:
-            log_dir = workdir / f"in-process-{variant}"
-            log_dir.mkdir(exist_ok=True)
-            env = _server_environment(variant, urls[variant], log_dir, otlp.url)
-            servers[variant] = _Frozen(variant, env, str(log_dir))
-        for server in servers.values():
+        for number in range(len(urls[variants[0]])):
+            for variant in variants:
+                log_dir = workdir / f"in-process-{variant}-{number}"
+                log_dir.mkdir(exist_ok=True)
+                env = _server_environment(variant, urls[variant][number], log_dir, otlp.url)
+                servers.append(_Frozen(variant, env, str(log_dir)))
+        for server in servers:
             server.wait_ready()
             server.go()
-        cycles = max(1, round(seconds / slice_seconds))
-        warmup = max(1, cycles // 4)
-        order = list(servers.values())
-        for _ in range(warmup):
-            for server in order:
+        cycles = max(1, round(seconds / slice_seconds / len(urls[variants[0]])))
+        for _ in range(max(1, cycles // 4)):
+            for server in servers:
                 server.slice(slice_seconds)
-        before = {variant: server.snapshot() for variant, server in servers.items()}
+        before = [server.snapshot() for server in servers]
         receiver_before = otlp.cpu()
-        walls = dict.fromkeys(servers, 0.0)
-        cycle_rps: dict[str, list[float]] = {variant: [] for variant in servers}
+        walls = [0.0] * len(servers)
+        cycle_rps: dict[str, list[float]] = {variant: [] for variant in variants}
         for cycle in range(cycles):
-            # Each cycle starts with the next variant, so none always follows the same one.
-            shift = (run + cycle) % len(order)
-            for server in order[shift:] + order[:shift]:
+            # Each cycle starts with the next process, so none always follows the same one.
+            shift = (run + cycle) % len(servers)
+            cycle_served = dict.fromkeys(variants, 0)
+            cycle_wall = dict.fromkeys(variants, 0.0)
+            for index in [*range(shift, len(servers)), *range(shift)]:
+                server = servers[index]
                 served = server.served.value
                 wall = server.slice(slice_seconds)
-                walls[server.variant] += wall
-                cycle_rps[server.variant].append((server.served.value - served) / wall)
-        figures = {}
-        for variant, server in servers.items():
-            drain_wall, report = server.finish()
-            after = server.snapshot()
-            start = before[variant]
-            requests = after["served"] - start["served"]
-            figures[variant] = {
-                "requests": requests,
-                "wall": walls[variant] + drain_wall,
-                "drain_wall": report["drain_wall"],
-                "cpu": after["cpu"] - start["cpu"],
-                "database_cpu": _cpu_spent(start["database"], after["database"]),
-                "threads": {
-                    name: spent - start["threads"].get(name, 0.0)
-                    for name, spent in after["threads"].items()
-                },
-                "gc": report["gc"],
-                "loop_requests": report["served"],
-                "context_switches": after["switches"] - start["switches"],
+                walls[index] += wall
+                cycle_served[server.variant] += server.served.value - served
+                cycle_wall[server.variant] += wall
+            for variant in variants:
+                cycle_rps[variant].append(cycle_served[variant] / cycle_wall[variant])
+        figures = {
+            variant: {
+                "requests": 0,
+                "wall": 0.0,
+                "drain_wall": 0.0,
+                "cpu": 0.0,
+                "database_cpu": 0.0,
+                "threads": {},
+                "gc": [0, 0, 0],
+                "loop_requests": 0,
+                "context_switches": 0,
                 "cycle_rps": cycle_rps[variant],
+                "processes": 0,
             }
+            for variant in variants
+        }
+        for index, server in enumerate(servers):
+            drain_wall, report = server.finish()
+            after, start = server.snapshot(), before[index]
+            own = figures[server.variant]
+            own["processes"] += 1
+            own["requests"] += after["served"] - start["served"]
+            own["wall"] += walls[index] + drain_wall
+            own["drain_wall"] += report["drain_wall"]
+            own["cpu"] += after["cpu"] - start["cpu"]
+            own["database_cpu"] += _cpu_spent(start["database"], after["database"])
+            for name, spent in after["threads"].items():
+                own["threads"][name] = (
+                    own["threads"].get(name, 0.0) + spent - start["threads"].get(name, 0.0)
+                )
+            own["gc"] = [total + more for total, more in zip(own["gc"], report["gc"], strict=True)]
+            own["loop_requests"] += report["served"]
+            own["context_switches"] += after["switches"] - start["switches"]
         receiver = otlp.cpu() - receiver_before
         for variant, own in figures.items():
             own["receiver_cpu"] = receiver if variant == "otel" else 0.0
         return figures
     finally:
-        for server in servers.values():
+        for server in servers:
             server.close()
 
 
@@ -524,21 +559,26 @@ def _tree_cpu(master: psutil.Process) -> dict[int, float]:
     return spent
 
 
-def _gunicorn_round(
-    variant: str,
-    database_url: str,
-    workdir: Path,
-    otlp: "_OtlpReceiver",
-    seconds: float,
-    concurrency: int,
-    product_path: str,
-) -> dict:
-    """Serve `variant` with gunicorn under closed-loop load; return its figures."""
-    log_dir = Path(tempfile.mkdtemp(prefix=f"gunicorn-{variant}-", dir=workdir))
-    env = _server_environment(variant, database_url, log_dir, otlp.url)
-    command = _on_free_port(_serve_command())
-    workers = int(command[command.index("--workers") + 1]) if "--workers" in command else 1
-    with ExitStack() as stack:
+class _Gunicorn:
+    """One variant served as `make serve` serves it, with its load generator; all frozen
+    (SIGSTOP: master, workers, generator) except during the slices the bench gives it."""
+
+    def __init__(
+        self,
+        stack: ExitStack,
+        variant: str,
+        database_url: str,
+        workdir: Path,
+        otlp: "_OtlpReceiver",
+        concurrency: int,
+        product_path: str,
+    ) -> None:
+        self.variant = variant
+        self.database_url = database_url
+        log_dir = Path(tempfile.mkdtemp(prefix=f"gunicorn-{variant}-", dir=workdir))
+        env = _server_environment(variant, database_url, log_dir, otlp.url)
+        command = _on_free_port(_serve_command())
+        self.workers = int(command[command.index("--workers") + 1]) if "--workers" in command else 1
         stdout = stack.enter_context((log_dir / "stdout.log").open("w"))
         stderr_path = log_dir / "gunicorn.err"
         stderr = stack.enter_context(stderr_path.open("w"))
@@ -552,44 +592,91 @@ def _gunicorn_round(
             return int(found.group(1)) if found else None
 
         port = wait_for(bound_port, timeout=60, what="gunicorn to bind")
-        master = psutil.Process(server.pid)
+        self.master = psutil.Process(server.pid)
         wait_for(
-            lambda: len(master.children()) == workers, timeout=60, what="every gunicorn worker"
+            lambda: len(self.master.children()) == self.workers,
+            timeout=60,
+            what="every gunicorn worker",
         )
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
-        completed, failed = context.RawValue(ctypes.c_long, 0), context.RawValue(ctypes.c_long, 0)
-        generator = context.Process(
+        self.completed = context.RawValue(ctypes.c_long, 0)
+        self.failed = context.RawValue(ctypes.c_long, 0)
+        self.generator = context.Process(
             target=_load_clients,
-            args=(port, product_path, concurrency, stop, completed, failed),
+            args=(port, product_path, concurrency, stop, self.completed, self.failed),
         )
-        generator.start()
-        stack.callback(generator.join, 30)
+        self.generator.start()
+        stack.callback(self.generator.join, 30)
         stack.callback(stop.set)
-        time.sleep(SERVER_WARMUP_SECONDS)
-        backends = _DatabaseBackends(database_url)
-        stack.callback(backends.close)
-        before = (completed.value, failed.value, time.perf_counter())
-        tree, db, load = _tree_cpu(master), backends.cpu(), _cpu_seconds(generator.pid)
-        receiver = otlp.cpu()
-        time.sleep(seconds)
-        after = (completed.value, failed.value, time.perf_counter())
-        tree_after, db_after = _tree_cpu(master), backends.cpu()
-        load_after, receiver_after = _cpu_seconds(generator.pid), otlp.cpu()
-    requests = after[0] - before[0]
-    if requests == 0:
-        raise RuntimeError(f"{variant}: no request answered 200 under load")
-    return {
-        "requests": requests,
-        "failed": after[1] - before[1],
-        "wall": after[2] - before[2],
-        "server_cpu": _cpu_spent(tree, tree_after),
-        "database_cpu": _cpu_spent(db, db_after),
-        "load_generator_cpu": load_after - load,
-        "receiver_cpu": receiver_after - receiver,
-        "workers": workers,
-        "metric_rows": _count(database_url, "SELECT count(*) FROM retail_metric"),
-    }
+        self.pids = [self.generator.pid, server.pid, *(w.pid for w in self.master.children())]
+        # Registered last, so it runs first: stopping needs every process thawed.
+        stack.callback(lambda: [os.kill(pid, signal.SIGCONT) for pid in self.pids])
+        self.backends = _DatabaseBackends(database_url)
+        stack.callback(self.backends.close)
+        _freeze(self.pids, f"gunicorn ({variant})")
+
+    def slice(self, seconds: float) -> float:
+        return _thawed_for(seconds, self.pids, f"gunicorn ({self.variant})")
+
+    def snapshot(self) -> dict:
+        return {
+            "completed": self.completed.value,
+            "failed": self.failed.value,
+            "tree": _tree_cpu(self.master),
+            "database": self.backends.cpu(),
+            "generator": _cpu_seconds(self.generator.pid),
+        }
+
+
+def _gunicorn_run(
+    databases: "_Databases",
+    workdir: Path,
+    otlp: "_OtlpReceiver",
+    run: int,
+    seconds: float,
+    slice_seconds: float,
+    concurrency: int,
+) -> dict[str, dict]:
+    """Serve `off` and `on` side by side, time-sharing the machine in slices; return figures."""
+    with ExitStack() as stack:
+        servers = [
+            _Gunicorn(
+                stack,
+                variant,
+                databases.fresh(),
+                workdir,
+                otlp,
+                concurrency,
+                databases.product_path(),
+            )
+            for variant in ("off", "on")
+        ]
+        for _ in range(max(1, round(SERVER_WARMUP_SECONDS / slice_seconds))):
+            for server in servers:
+                server.slice(slice_seconds)
+        before = [server.snapshot() for server in servers]
+        walls = [0.0] * len(servers)
+        for cycle in range(max(1, round(seconds / slice_seconds))):
+            for index in (0, 1) if (run + cycle) % 2 == 0 else (1, 0):
+                walls[index] += servers[index].slice(slice_seconds)
+        after = [server.snapshot() for server in servers]
+    figures = {}
+    for server, start, end, wall in zip(servers, before, after, walls, strict=True):
+        requests = end["completed"] - start["completed"]
+        if requests == 0:
+            raise RuntimeError(f"{server.variant}: no request answered 200 under load")
+        figures[server.variant] = {
+            "requests": requests,
+            "failed": end["failed"] - start["failed"],
+            "wall": wall,
+            "server_cpu": _cpu_spent(start["tree"], end["tree"]),
+            "database_cpu": _cpu_spent(start["database"], end["database"]),
+            "load_generator_cpu": end["generator"] - start["generator"],
+            "workers": server.workers,
+            "metric_rows": _count(server.database_url, "SELECT count(*) FROM retail_metric"),
+        }
+    return figures
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -724,6 +811,18 @@ def _in_process_figures(series: list[dict[str, dict]], variants: tuple[str, ...]
         result["variants"][variant] = {
             "rps": _spread([rps(figures) for figures in mine], 1),
             "cpu_us_per_request": _spread([cpu_us(figures) for figures in mine], 1),
+            "runs": [
+                {
+                    "rps": round(rps(figures), 1),
+                    "cpu_us_per_request": round(cpu_us(figures), 1),
+                    "thread_cpu_us_per_request": {
+                        name: round(spent / figures["requests"] * 1e6, 1)
+                        for name, spent in figures["threads"].items()
+                        if spent > 0
+                    },
+                }
+                for figures in mine
+            ],
             "database_cpu_us_per_request": round(
                 statistics.median(f["database_cpu"] / f["requests"] * 1e6 for f in mine), 1
             ),
@@ -796,6 +895,7 @@ def measure(
     runs: int = 1,
     seconds: float = 20.0,
     slice_seconds: float = 0.5,
+    processes: int = 3,
     server_runs: int = 1,
     server_seconds: float = 20.0,
     concurrency: int = 4,
@@ -809,30 +909,15 @@ def measure(
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         databases = _Databases(stack, workdir, postgres)
         otlp = _OtlpReceiver(stack)
-        urls = {variant: databases.fresh() for variant in variants}
+        urls = {variant: [databases.fresh() for _ in range(processes)] for variant in variants}
         series = [
             _in_process_run(variants, urls, workdir, otlp, run, seconds, slice_seconds)
             for run in range(runs)
         ]
-        pairs = []
-        for run in range(server_runs):
-            # Alternate which variant goes first, so that a drift of the machine's load
-            # over a pair favours neither.
-            order = ("off", "on") if run % 2 == 0 else ("on", "off")
-            pairs.append(
-                {
-                    variant: _gunicorn_round(
-                        variant,
-                        databases.fresh(),
-                        workdir,
-                        otlp,
-                        server_seconds,
-                        concurrency,
-                        databases.product_path(),
-                    )
-                    for variant in order
-                }
-            )
+        pairs = [
+            _gunicorn_run(databases, workdir, otlp, run, server_seconds, slice_seconds, concurrency)
+            for run in range(server_runs)
+        ]
     in_process = _in_process_figures(series, variants)
     server = _server_figures(pairs) if pairs else None
     p1 = in_process["on_off"]["run_spread"]
@@ -843,6 +928,7 @@ def measure(
             "runs": runs,
             "seconds": seconds,
             "slice_seconds": slice_seconds,
+            "processes": processes,
             **in_process,
         },
         "gunicorn": server
@@ -866,8 +952,8 @@ def _table(figures: dict) -> str:
     in_process = figures["in_process"]
     lines = [
         f"{figures['endpoint']} on {figures['database']}: in-process, {in_process['runs']} run(s)"
-        f" of {in_process['seconds']:g} s of continuous load per variant, in slices of "
-        f"{in_process['slice_seconds']:g} s",
+        f" of {in_process['seconds']:g} s of continuous load per variant in"
+        f" {in_process['processes']} processes each, slices of {in_process['slice_seconds']:g} s",
         f"{'variant':<38}{'req/s min-med-max':>20}{'CPU µs/req':>12}{'vs off (runs)':>20}"
         f"{'CPU ratio':>11}   CPU µs/req by thread",
     ]
@@ -927,7 +1013,10 @@ def main() -> None:
         "--seconds", type=float, default=20.0, help="timed seconds per variant and run"
     )
     parser.add_argument(
-        "--slice", type=float, default=0.5, help="seconds a variant runs before the next"
+        "--slice", type=float, default=0.5, help="seconds a process runs before the next"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=3, help="processes per variant and run, pooled"
     )
     parser.add_argument("--server-runs", type=int, default=1, help="gunicorn on/off pairs")
     parser.add_argument("--server-seconds", type=float, default=20.0, help="per gunicorn run")
@@ -944,6 +1033,7 @@ def main() -> None:
         runs=args.runs,
         seconds=args.seconds,
         slice_seconds=args.slice,
+        processes=args.processes,
         server_runs=args.server_runs,
         server_seconds=args.server_seconds,
         concurrency=args.concurrency,
