@@ -40,6 +40,7 @@ def test_checkout_documents_every_answer_and_a_strict_body(schema):
     }
 
 
+@pytest.mark.usefixtures("throttle_clock_inside_one_window")
 def test_a_throttled_checkout_answers_as_documented(client, products):
     """429: the documented error body, and a Retry-After in whole seconds."""
     body = {"items": [{"product_id": products["TEE-1"].pk, "quantity": 1}], "payment_token": "t"}

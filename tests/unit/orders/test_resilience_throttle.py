@@ -14,6 +14,9 @@ from rest_framework.request import Request
 from orders.throttling import CheckoutRateThrottle, client_ip, rate_parse
 from retail.models import Metric
 
+# The throttle counts in fixed windows: its clock stands still inside one.
+pytestmark = pytest.mark.usefixtures("throttle_clock_inside_one_window")
+
 
 def _order(client, product, **extra):
     return client.post(
