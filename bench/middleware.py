@@ -237,11 +237,14 @@ def _serve(variant: str, env: dict, log_dir: str, conn, served, stopping) -> Non
         if not statuses[0].startswith("200"):
             raise RuntimeError(f"{variant}: unexpected answer {statuses[0]}")
 
+    def drain() -> None:
+        flush_metrics()
+        flush_logs()
+        flush_spans()
+
     for _ in range(300):
         call()
-    flush_metrics()
-    flush_logs()
-    flush_spans()
+    drain()
     # The writer threads started with the first requests; the parent reads their CPU
     # from /proc by thread ID and names them with this map.
     conn.send({thread.native_id: thread.name for thread in threading.enumerate()})
@@ -253,9 +256,7 @@ def _serve(variant: str, env: dict, log_dir: str, conn, served, stopping) -> Non
             call()
         served.value += 20
     started = time.perf_counter()
-    flush_metrics()
-    flush_logs()
-    flush_spans()
+    drain()
     conn.send(
         {
             "drain_wall": time.perf_counter() - started,
@@ -274,14 +275,25 @@ def _serve(variant: str, env: dict, log_dir: str, conn, served, stopping) -> Non
 
 
 def _freeze(pids: list[int], what: str) -> None:
-    """Stop every thread of `pids` (SIGSTOP) and wait until each is stopped."""
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + 5
-    while not all(_stopped(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not stop")
-        time.sleep(0.0002)
+    """Stop every thread of `pids` (SIGSTOP) and wait until each is stopped.
+
+    A process that exited meanwhile (a variant that crashed) is an error: its slices
+    would count no requests, and the run would measure nothing.
+    """
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not all(_stopped(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not stop")
+            time.sleep(0.0002)
+    except (ProcessLookupError, FileNotFoundError, _Exited) as exc:
+        raise RuntimeError(f"{what} exited during its slice") from exc
+
+
+class _Exited(Exception):
+    pass
 
 
 def _stopped(pid: int) -> bool:
@@ -292,7 +304,9 @@ def _stopped(pid: int) -> bool:
             state = (task / "stat").read_text().rpartition(")")[2].split()[0]
         except OSError:
             continue
-        if state not in ("T", "t", "Z", "X"):
+        if state in ("Z", "X"):
+            raise _Exited(pid)
+        if state not in ("T", "t"):
             return False
     return True
 
@@ -617,7 +631,11 @@ class _Gunicorn:
         _freeze(self.pids, f"gunicorn ({variant})")
 
     def slice(self, seconds: float) -> float:
-        return _thawed_for(seconds, self.pids, f"gunicorn ({self.variant})")
+        wall = _thawed_for(seconds, self.pids, f"gunicorn ({self.variant})")
+        # A worker gunicorn replaced would run unfrozen through the other variant's slices.
+        if {worker.pid for worker in self.master.children()} != set(self.pids[2:]):
+            raise RuntimeError(f"gunicorn ({self.variant}) replaced a worker during the run")
+        return wall
 
     def snapshot(self) -> dict:
         return {

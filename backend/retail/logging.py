@@ -298,8 +298,11 @@ class JsonLinesHandler(logging.Handler):
         if self.synchronous:
             self.flush()
             return
-        if len(self._records) >= self.capacity and self._write_if_idle():
-            return
+        if len(self._records) >= self.capacity:
+            if self._write_if_idle():
+                return
+            # The writer writes the backlog as soon as the write under way ends.
+            self._writer.wake()
         self._writer.ensure_running()
         if levelno >= logging.ERROR:
             self._writer.wake()
@@ -308,10 +311,11 @@ class JsonLinesHandler(logging.Handler):
         """Write a full buffer in the caller's thread, unless a write is under way already.
 
         A write under way may be a rotation: concurrent-log-handler fsyncs and gzips the
-        old file inside it, most of a second for 50 MB, and every thread of the process
-        that waited on it would stall that long. The records keep queueing behind it,
-        and it writes them when it is done; only a buffer `_BACKLOG_FACTOR` times full
-        (a writer that cannot keep up at all) makes the caller wait and write.
+        old file inside it (0.44 s of CPU to gzip 50 MB; request stalls of 0.26 and 0.80 s
+        measured at two 20 MB rotations), and every thread that waited on it stalled.
+        The records keep queueing behind it, and the writer writes them when it is done;
+        only a buffer `_BACKLOG_FACTOR` times full (a writer that cannot keep up at all)
+        makes the caller wait and write.
         """
         full = len(self._records) >= self.capacity * _BACKLOG_FACTOR
         if not self._write_lock.acquire(blocking=full):

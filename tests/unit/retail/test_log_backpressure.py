@@ -3,10 +3,12 @@
 import json
 import logging
 import threading
+from contextlib import contextmanager
 
 import pytest
 
 from retail.logging import JsonFormatter, JsonLinesHandler
+from tests.support.servers import wait_for
 
 CAPACITY = 10
 
@@ -25,6 +27,26 @@ def logged(tmp_path):
     yield logger, handler, tmp_path / "application.log"
     logger.removeHandler(handler)
     handler.close()
+
+
+@contextmanager
+def _write_under_way(handler):
+    """Hold the handler's write lock from another thread, as a rotation's gzip does."""
+    holding, release = threading.Event(), threading.Event()
+
+    def rotation() -> None:
+        with handler._write_lock:
+            holding.set()
+            release.wait(30)
+
+    rotating = threading.Thread(target=rotation)
+    rotating.start()
+    assert holding.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        rotating.join(10)
 
 
 def _sequence(path) -> list[int]:
@@ -46,17 +68,7 @@ def test_the_thread_that_fills_the_buffer_writes_it(logged):
 def test_a_write_under_way_is_not_waited_for_until_the_buffer_is_ten_times_full(logged):
     """While another thread writes (a rotation gzipping), callers queue; at 10x they wait."""
     logger, handler, path = logged
-    holding, release = threading.Event(), threading.Event()
-
-    def rotation() -> None:
-        with handler._write_lock:
-            holding.set()
-            release.wait(30)
-
-    rotating = threading.Thread(target=rotation)
-    rotating.start()
-    assert holding.wait(10)
-    try:
+    with _write_under_way(handler):
         backlog = CAPACITY * 10 - 1
         for seq in range(backlog):
             logger.info("record", extra={"seq": seq})
@@ -67,9 +79,17 @@ def test_a_write_under_way_is_not_waited_for_until_the_buffer_is_ten_times_full(
         last.start()
         last.join(0.5)
         assert last.is_alive(), "the record that makes the buffer ten times full waits"
-    finally:
-        release.set()
-        rotating.join(10)
     last.join(10)
     assert not last.is_alive()
     assert _sequence(path) == list(range(CAPACITY * 10))
+
+
+def test_the_backlog_queued_behind_a_write_is_written_by_the_writer_when_it_ends(logged):
+    """No later record needed: the writer thread is woken and writes what queued meanwhile."""
+    logger, handler, path = logged
+    with _write_under_way(handler):
+        for seq in range(CAPACITY + 5):
+            logger.info("record", extra={"seq": seq})
+    # The fixture's writer ticks once an hour: only the wake makes it write now.
+    wait_for(lambda: len(_sequence(path)) == CAPACITY + 5, timeout=10, what="the backlog")
+    assert _sequence(path) == list(range(CAPACITY + 5))
