@@ -12,23 +12,26 @@ so that a busy neighbour hits them alike, each printing its spread:
   pays its own deferred work: its writer threads format, write and insert beside its
   requests in its slices, with nothing flushed by hand, and what it still holds at the end
   is written inside its measurement. A quarter of the slices come first, untimed, to reach
-  the steady state. CPU is the whole process's (every thread, shown per thread) plus, on
-  PostgreSQL, the database backends serving the variant's database. One process runs up
+  the steady state. CPU is the whole process's (every thread, shown per thread) and its
+  metric writer process's (frozen and thawed with it), plus, on PostgreSQL, the database
+  backends serving the variant's database. One process runs up
   to a fifth faster or slower than the next for its whole life, whatever it runs (its
   memory layout, its hash seed), so each variant runs in `--processes` processes per run,
   each on its own copy of the database, pooled; every run starts new ones.
 - gunicorn: started as `make serve` starts it (its command line read from the Makefile,
   the worker settings from backend/config/gunicorn.py), on a free port, under a
   closed-loop load generator in its own process at fixed concurrency; requests/s and CPU
-  per request of the server's process tree (master and workers, every thread, plus the
-  database backends on PostgreSQL). The generator's CPU is reported apart. A run starts
-  `off` and `on` side by side, each with its own generator, and time-shares the machine
-  between them in the same slices (the other server and its generator frozen); the
-  `--server-seconds` are each variant's timed share.
+  per request of the server's process tree (master, workers and their metric writer
+  processes, every thread, plus the database backends on PostgreSQL). The generator's CPU
+  is reported apart. A run starts `off` and `on` side by side, each with its own
+  generator, and time-shares the machine between them in the same slices (the other
+  server and its generator frozen); the `--server-seconds` are each variant's timed share.
 
 Variants: `off`; `on` (production settings: two JSON records per request to stdout and
 application.log, one metric row per request); `otel` (on, plus OpenTelemetry spans exported
-over OTLP/HTTP to a local receiver that discards them; issue 12's row); with `--naive`,
+over OTLP/HTTP to a local receiver that discards them; issue 12's row); with
+`--thread-writer`, `thread` (on, with the metric rows inserted by the buffer's thread in
+the request process, RETAIL_METRICS_WRITER=thread, in-process only); with `--naive`,
 `naive` (the ADR's first design: python-json-logger on a stdout and a file handler, one
 synchronous INSERT per metric). stdout of every server goes to a file, as a container
 runtime takes it. SQLite by default; `--postgres-url SERVER_URL` runs the same on throwaway
@@ -37,7 +40,8 @@ slices. The long series: `--runs 10 --server-runs 10`.
 
     python bench/middleware.py [--runs 1] [--seconds 20] [--slice 0.5] [--processes 3]
         [--server-runs 1]
-        [--server-seconds 20] [--concurrency 4] [--naive] [--postgres-url URL] [--json]
+        [--server-seconds 20] [--concurrency 4] [--thread-writer] [--naive]
+        [--postgres-url URL] [--json]
 """
 
 import argparse
@@ -58,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import psutil
@@ -76,6 +80,7 @@ LABELS = {
     "on": "on",
     "otel": "on + OpenTelemetry export",
     "naive": "naive (ADR: 2 handlers, sync INSERT)",
+    "thread": "on, rows inserted in-process (thread)",
 }
 
 
@@ -151,6 +156,8 @@ def _server_environment(variant: str, database_url: str, log_dir: Path, otlp_url
     )
     if variant == "otel":
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url
+    if variant == "thread":
+        env["RETAIL_METRICS_WRITER"] = "thread"
     return env
 
 
@@ -349,29 +356,48 @@ class _Frozen:
         self.conn.send("go")
         self.freeze()
 
+    def _helpers(self) -> list[psutil.Process]:
+        # The metric writer process (RETAIL_METRICS_WRITER=process), or any other child.
+        return psutil.Process(self.process.pid).children(recursive=True)
+
     def slice(self, seconds: float) -> float:
         """Let the process serve for `seconds`; return the wall time it was thawed."""
-        return _thawed_for(seconds, [self.process.pid], self.variant)
+        wall = _thawed_for(seconds, self._pids(), self.variant)
+        self.freeze()  # a helper started during the slice
+        return wall
 
     def freeze(self) -> None:
-        _freeze([self.process.pid], self.variant)
+        _freeze(self._pids(), self.variant)
+
+    def _pids(self) -> list[int]:
+        return [self.process.pid, *(helper.pid for helper in self._helpers())]
+
+    def _thaw(self) -> None:
+        # The helpers too: the process's last flush waits on its writer process.
+        for pid in self._pids():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def snapshot(self) -> dict:
-        """What the frozen process has spent so far."""
+        """What the frozen process and its helper processes have spent so far."""
         process = psutil.Process(self.process.pid)
         times = process.cpu_times()
+        helpers = {helper.pid: _cpu_seconds(helper.pid) for helper in self._helpers()}
         switches = 0
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             for line in (task / "status").read_text().splitlines():
                 if "ctxt_switches:" in line:
                     switches += int(line.split()[1])
+        threads = {
+            self.thread_names.get(thread.id, "other"): thread.user_time + thread.system_time
+            for thread in process.threads()
+        }
+        if helpers:
+            threads["metric writer process"] = sum(helpers.values())
         return {
             "served": self.served.value,
-            "cpu": times.user + times.system,
-            "threads": {
-                self.thread_names.get(thread.id, "other"): thread.user_time + thread.system_time
-                for thread in process.threads()
-            },
+            "cpu": times.user + times.system + sum(helpers.values()),
+            "threads": threads,
             "database": self.backends.cpu(),
             "switches": switches,
         }
@@ -380,7 +406,7 @@ class _Frozen:
         """Stop serving, let the process write what it holds; return the wall time and report."""
         self.stopping.value = True
         started = time.perf_counter()
-        os.kill(self.process.pid, signal.SIGCONT)
+        self._thaw()
         if not self.conn.poll(120):
             raise RuntimeError(f"{self.variant} server did not finish")
         report = self.conn.recv()
@@ -389,7 +415,7 @@ class _Frozen:
     def close(self) -> None:
         self.stopping.value = True
         if self.process.is_alive():
-            os.kill(self.process.pid, signal.SIGCONT)
+            self._thaw()
         self.conn.close()
         self.process.join(timeout=60)
         if self.process.is_alive():
@@ -623,17 +649,24 @@ class _Gunicorn:
         self.generator.start()
         stack.callback(self.generator.join, 30)
         stack.callback(stop.set)
-        self.pids = [self.generator.pid, server.pid, *(w.pid for w in self.master.children())]
+        self.worker_pids = {worker.pid for worker in self.master.children()}
         # Registered last, so it runs first: stopping needs every process thawed.
-        stack.callback(lambda: [os.kill(pid, signal.SIGCONT) for pid in self.pids])
+        stack.callback(lambda: [os.kill(pid, signal.SIGCONT) for pid in self._pids()])
         self.backends = _DatabaseBackends(database_url)
         stack.callback(self.backends.close)
-        _freeze(self.pids, f"gunicorn ({variant})")
+        _freeze(self._pids(), f"gunicorn ({variant})")
+
+    def _pids(self) -> list[int]:
+        # The workers' metric writer processes too, started with their first rows.
+        tree = (process.pid for process in self.master.children(recursive=True))
+        return [self.generator.pid, self.master.pid, *tree]
 
     def slice(self, seconds: float) -> float:
-        wall = _thawed_for(seconds, self.pids, f"gunicorn ({self.variant})")
+        what = f"gunicorn ({self.variant})"
+        wall = _thawed_for(seconds, self._pids(), what)
+        _freeze(self._pids(), what)  # a writer process started during the slice
         # A worker gunicorn replaced would run unfrozen through the other variant's slices.
-        if {worker.pid for worker in self.master.children()} != set(self.pids[2:]):
+        if {worker.pid for worker in self.master.children()} != self.worker_pids:
             raise RuntimeError(f"gunicorn ({self.variant}) replaced a worker during the run")
         return wall
 
@@ -918,10 +951,17 @@ def measure(
     server_seconds: float = 20.0,
     concurrency: int = 4,
     naive: bool = False,
+    thread_writer: bool = False,
     postgres: str | None = None,
 ) -> dict:
     """Measure both ways, variants alternating; return the figures."""
-    variants = ("off", "on", "otel", *(("naive",) if naive else ()))
+    variants = (
+        "off",
+        "on",
+        "otel",
+        *(("thread",) if thread_writer else ()),
+        *(("naive",) if naive else ()),
+    )
     workdir = Path(tempfile.mkdtemp(prefix="retail-bench-middleware-"))
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -1040,6 +1080,11 @@ def main() -> None:
     parser.add_argument("--server-seconds", type=float, default=20.0, help="per gunicorn run")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument("--naive", action="store_true", help="add the ADR's naive design")
+    parser.add_argument(
+        "--thread-writer",
+        action="store_true",
+        help="add `on` with the metric rows inserted by the process's own thread",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -1056,6 +1101,7 @@ def main() -> None:
         server_seconds=args.server_seconds,
         concurrency=args.concurrency,
         naive=args.naive,
+        thread_writer=args.thread_writer,
         postgres=args.postgres_url,
     )
     print(json.dumps(figures) if args.json else _table(figures))

@@ -218,6 +218,13 @@ RETAIL_LOG_DIR = Path(os.environ.get("RETAIL_LOG_DIR", "").strip() or DEFAULT_LO
 RETAIL_LOG_MAX_BYTES = _env_int("RETAIL_LOG_MAX_BYTES", 50 * 1024 * 1024)
 RETAIL_LOG_BACKUPS = _env_int("RETAIL_LOG_BACKUPS", 10)
 RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lower() != "off"
+# Who inserts the buffered metric rows: a writer process per server process ("process",
+# docs/observability-cost.md says why), or the buffer's own thread in the process itself.
+RETAIL_METRICS_WRITER = os.environ.get("RETAIL_METRICS_WRITER", "process").strip().lower()
+if RETAIL_METRICS_WRITER not in ("process", "thread"):
+    raise ImproperlyConfigured(
+        f"RETAIL_METRICS_WRITER must be process or thread, got {RETAIL_METRICS_WRITER!r}"
+    )
 
 # --- observability: request logging and JSON logs (README "Logs and request IDs") ---
 # Paths the middleware neither logs nor measures (an entry ending in "/" is a prefix);

@@ -251,7 +251,7 @@ class MetricBuffer:
             try:
                 self.writer(batch)
             except Exception as exc:
-                if not _refused_row(exc):
+                if not is_refused_row(exc):
                     later = [row for rest in reversed(pending) for row in rest]
                     return [*batch, *later], exc, refused
                 if len(batch) == 1:
@@ -262,7 +262,7 @@ class MetricBuffer:
         return [], None, refused
 
     def close(self) -> None:
-        """Stop the thread and write what is left."""
+        """Stop the thread, write what is left, then close the writer (its process)."""
         self._flusher.stop(timeout=10)
         if not self.flush():
             logger.error(
@@ -270,6 +270,9 @@ class MetricBuffer:
                 len(self._rows),
                 extra={"event": "metric.unwritten", "lost": len(self._rows)},
             )
+        close_writer = getattr(self.writer, "close", None)
+        if close_writer is not None:
+            close_writer()
 
     def _drop_oldest(self) -> None:
         while len(self._rows) > self.capacity:
@@ -301,7 +304,7 @@ class MetricBuffer:
             logger.exception("metric.flusher_error", extra={"event": "metric.flusher_error"})
 
 
-def _refused_row(exc: BaseException) -> bool:
+def is_refused_row(exc: BaseException) -> bool:
     """Return whether the database refused a row's value, not the connection that failed."""
     from django.db import DataError, IntegrityError
 
@@ -325,9 +328,24 @@ def _get_buffer() -> MetricBuffer:
     if _buffer is None:
         with _buffer_lock:
             if _buffer is None:
-                _buffer = MetricBuffer()
+                _buffer = MetricBuffer(writer=_configured_writer())
                 atexit.register(_buffer.close)
     return _buffer
+
+
+def _configured_writer() -> Callable[[Sequence[MetricRow]], None]:
+    """The writer RETAIL_METRICS_WRITER names: a writer process, or the buffer's own thread."""
+    from django.conf import settings
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    connection = connections[DEFAULT_DB_ALIAS]
+    # A child would open a database of its own in memory, not this process's.
+    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()
+    if settings.RETAIL_METRICS_WRITER == "process" and not in_memory:
+        from retail.metric_writer import MetricWriterProcess
+
+        return MetricWriterProcess()
+    return metric_rows_insert
 
 
 def _forget_buffer_after_fork() -> None:

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +13,7 @@ from typer.testing import CliRunner
 from retailctl.cli import app
 from retailctl.core import tables as t
 from tests.support.databases import throwaway_postgres
+from tests.support.servers import run_python
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("drive_traffic.py")
@@ -23,17 +22,9 @@ runner = CliRunner()
 
 
 def _run_driver(mode: str, env: dict) -> dict:
-    completed = subprocess.run(
-        [sys.executable, str(DRIVER), mode],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    marked = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(marked) == 1, completed.stdout[-3000:]
+    stdout = run_python(str(DRIVER), mode, env=env, timeout=120)
+    marked = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(marked) == 1, stdout[-3000:]
     return json.loads(marked[0][len("RESULT ") :])
 
 

@@ -60,11 +60,24 @@ def backend_env(
 
 def manage(env: dict[str, str], *args: str, timeout: float = 180) -> str:
     """Run one management command with `env`; return its stdout or raise with its stderr."""
+    return run_python(str(BACKEND_DIR / "manage.py"), *args, env=env, timeout=timeout)
+
+
+def run_python(
+    *args: str, env: dict[str, str], cwd: Path = PROJECT_ROOT, timeout: float = 180
+) -> str:
+    """Run `python ARGS` with `env`; return its stdout or raise with the end of its stderr."""
     done = subprocess.run(
-        [*MANAGE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"python {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout
 
 

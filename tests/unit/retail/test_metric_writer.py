@@ -1,0 +1,107 @@
+"""The metric writer process: rows leave the server process and none is lost or doubled.
+
+Each test runs tests/support/metric_writer_driver.py as a server process of its own on a
+migrated SQLite file, with production's RETAIL_METRICS_WRITER=process, and counts the rows
+in that database afterwards.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.load import query
+from tests.support.servers import backend_env, manage, run_python
+
+DRIVER = Path(__file__).resolve().parents[2] / "support" / "metric_writer_driver.py"
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("metric-writer") / "template.sqlite3"
+    env = backend_env(database_url=f"sqlite:///{path}", log_dir=path.parent)
+    manage(env, "migrate", "--noinput")
+    return path
+
+
+@pytest.fixture
+def server(migrated, tmp_path):
+    """Run the driver's scenario on a fresh copy of the database; return (seen, url, logs)."""
+    database = tmp_path / "metrics.sqlite3"
+    database.write_bytes(migrated.read_bytes())
+    url = f"sqlite:///{database}"
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+
+    def run(scenario: str) -> dict:
+        env = backend_env(
+            database_url=url,
+            log_dir=log_dir,
+            RETAIL_LOG_STDOUT="off",
+            RETAIL_METRICS_WRITER="process",
+        )
+        stdout = run_python(str(DRIVER), scenario, env=env, timeout=120)
+        return json.loads(stdout.splitlines()[-1])
+
+    run.url = url
+    run.log_dir = log_dir
+    return run
+
+
+def _values(url: str) -> list[float]:
+    return [value for (value,) in query(url, "SELECT value FROM retail_metric ORDER BY value")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _records(log_dir: Path, event: str) -> list[dict]:
+    lines = (log_dir / "application.log").read_text("utf-8").splitlines()
+    return [record for record in map(json.loads, lines) if record.get("event") == event]
+
+
+def test_a_flush_is_written_by_a_child_and_the_exit_writes_the_rest(server):
+    """flush_metrics() returns once the child committed; exit writes the rest, ends the child."""
+    seen = server("exit")
+    assert seen["writer"] == "MetricWriterProcess" and seen["flushed"] is True
+    assert seen["writer_pid"] != seen["own_pid"] and seen["writer_parent"] == seen["own_pid"]
+    assert _values(server.url) == [float(n) for n in range(60)]
+    assert not _alive(seen["writer_pid"])
+
+
+def test_a_killed_child_is_replaced_and_loses_no_row(server):
+    """A child SIGKILLed between batches: the next batch starts a new one; each row lands once."""
+    seen = server("kill")
+    assert seen["flushed"] is True and seen["flushes"][-1] is True
+    assert seen["second_pid"] != seen["first_pid"]
+    assert _values(server.url) == [float(n) for n in range(20)]
+
+
+def test_the_child_outlives_sigterm_to_write_what_its_parent_still_sends(server):
+    """SIGTERM to the process group: the child writes on until its parent exits."""
+    seen = server("terminate")
+    assert seen["flushes"] == [True] and seen["second_pid"] == seen["first_pid"]
+    assert _values(server.url) == [float(n) for n in range(20)]
+
+
+def test_a_child_that_does_not_answer_is_replaced_and_the_batch_kept(server):
+    """A stopped child: the flush times out and keeps the rows; a new child writes them."""
+    seen = server("stopped")
+    assert seen["flushed"] is True
+    assert seen["flushes"][0] is False and seen["flushes"][-1] is True
+    assert seen["second_pid"] != seen["first_pid"]
+    assert _values(server.url) == [float(n) for n in range(10)]
+
+
+def test_a_row_the_database_refuses_in_the_child_only_loses_itself(server):
+    """The child's answer tells a refusal from a failure: the buffer isolates the row as before."""
+    seen = server("refused")
+    assert seen["flushed"] is True
+    assert _values(server.url) == [float(n) for n in range(10)]
+    [refused] = _records(server.log_dir, "metric.refused")
+    assert refused["refused"] == 1
