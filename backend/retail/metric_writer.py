@@ -25,7 +25,6 @@ The child is `python -m retail.metric_writer FD`, spawned (not forked, so none o
 threaded parent's locks come along) with the parent's environment and import path.
 """
 
-import logging
 import os
 import selectors
 import signal
@@ -41,7 +40,7 @@ from typing import Any
 
 import orjson
 
-logger = logging.getLogger(__name__)
+from retail.metrics import report_unwritable
 
 # A batch of BATCH_SIZE rows is written in milliseconds; SQLite's busy timeout (20 s) is
 # the longest a healthy child waits for the database's lock.
@@ -90,12 +89,7 @@ def _encoded(rows: Sequence[Any]) -> bytes:
         except TypeError:
             continue
         writable.append(row)
-    left_out = len(rows) - len(writable)
-    logger.warning(
-        "metric.unwritable: %d metric rows left out, their metadata is not JSON",
-        left_out,
-        extra={"event": "metric.unwritable", "rows": left_out},
-    )
+    report_unwritable(len(rows) - len(writable))
     return orjson.dumps(writable, option=_JSON_OPTIONS)
 
 

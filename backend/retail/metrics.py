@@ -131,12 +131,17 @@ def _writable(connection: Any, rows: Sequence[MetricRow]) -> list[tuple[Any, ...
             at = adapt_datetime(at)
         params.append((metric_type, value, metadata_json, at))
     if unwritable:
-        logger.warning(
-            "metric.unwritable: %d metric rows left out, their metadata is not JSON",
-            unwritable,
-            extra={"event": "metric.unwritable", "rows": unwritable},
-        )
+        report_unwritable(unwritable)
     return params
+
+
+def report_unwritable(rows: int) -> None:
+    """Log the rows left out of a batch because orjson cannot write their metadata."""
+    logger.warning(
+        "metric.unwritable: %d metric rows left out, their metadata is not JSON",
+        rows,
+        extra={"event": "metric.unwritable", "rows": rows},
+    )
 
 
 def _metric_rows_copy(connection: Any, target: str, params: Sequence[tuple[Any, ...]]) -> None:

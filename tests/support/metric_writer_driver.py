@@ -85,6 +85,9 @@ def main(scenario: str) -> dict:
             if n == 4:
                 buffer.add((None, 99.0, {}, now))  # NOT NULL: the database refuses it
         seen["flushed"] = flush_metrics()
+        buffer.add(("stock_conflicts", 98.0, {"n": object()}, now))  # not JSON
+        buffer.add(("stock_conflicts", 10.0, {"n": 10}, now))
+        seen["flushed_unwritable"] = flush_metrics()
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     return seen

@@ -77,3 +77,29 @@ def test_four_processes_rotating_one_file_keep_every_record_exactly_once(tmp_pat
     assert len(lines) == PROCESSES * RECORDS
     rotated = list(tmp_path.glob("application.log.*"))
     assert len(rotated) > 10 and all(path.suffix == ".gz" for path in rotated)
+
+
+def test_a_rotation_gzips_in_few_large_pieces(tmp_path, monkeypatch):
+    """A 3 MB file goes to gzip in 1 MB reads, not 8 KB ones (each a GIL hand-off)."""
+    from retail.logging import JsonFormatter, JsonLinesHandler
+
+    pieces: list[int] = []
+    write = gzip.GzipFile.write
+    monkeypatch.setattr(
+        gzip.GzipFile, "write", lambda self, data: pieces.append(len(data)) or write(self, data)
+    )
+    handler = JsonLinesHandler(
+        str(tmp_path / "application.log"), max_bytes=3 * 1024 * 1024, backups=2, stdout=False
+    )
+    handler.setFormatter(JsonFormatter())
+    try:
+        for seq in range(16_000):
+            handler.emit_fields(
+                time.time(), 20, "rotation", {"event": "record", "seq": seq, "pad": "x" * 200}
+            )
+        handler.flush()
+    finally:
+        handler.close()
+    [rotated] = tmp_path.glob("application.log.*")
+    assert len(gzip.decompress(rotated.read_bytes())) == sum(pieces) >= 3 * 1024 * 1024
+    assert len(pieces) <= 4

@@ -99,9 +99,14 @@ def test_a_child_that_does_not_answer_is_replaced_and_the_batch_kept(server):
 
 
 def test_a_row_the_database_refuses_in_the_child_only_loses_itself(server):
-    """The child's answer tells a refusal from a failure: the buffer isolates the row as before."""
+    """The child's answer tells a refusal from a failure: the buffer isolates the row as before.
+
+    A row whose metadata is not JSON never reaches the child: it is left out and counted.
+    """
     seen = server("refused")
-    assert seen["flushed"] is True
-    assert _values(server.url) == [float(n) for n in range(10)]
+    assert seen["flushed"] is True and seen["flushed_unwritable"] is True
+    assert _values(server.url) == [float(n) for n in range(11)]
     [refused] = _records(server.log_dir, "metric.refused")
     assert refused["refused"] == 1
+    [unwritable] = _records(server.log_dir, "metric.unwritable")
+    assert unwritable["rows"] == 1
