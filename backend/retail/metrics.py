@@ -1,8 +1,10 @@
 """The one entry point for recording metrics (SPEC §3.3), buffered off the request path.
 
 `record_metric()` appends a row to a per-process buffer; a background thread writes the
-buffer with one bulk INSERT every second (sooner once `BATCH_SIZE` rows wait), and
-`flush_metrics()` writes it at once (atexit and gunicorn's `worker_exit` hook call it).
+buffer in one transaction every second (sooner once `BATCH_SIZE` rows wait), through the
+process's metric writer process (retail/metric_writer.py) unless RETAIL_METRICS_WRITER
+says `thread`, and `flush_metrics()` writes it at once (atexit and gunicorn's
+`worker_exit` hook call it).
 While the database is unreachable the rows stay buffered and the flush is retried;
 past `CAPACITY` rows the oldest are dropped and the count is logged. A row the database
 refuses (a data or integrity error, e.g. jsonb's refusal of `\u0000`) is isolated by
