@@ -318,11 +318,16 @@ def _stopped(pid: int) -> bool:
     return True
 
 
+def _thaw(pids: list[int]) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
 def _thawed_for(seconds: float, pids: list[int], what: str) -> float:
     """Let `pids` run for `seconds`, then freeze them; return the wall time they ran."""
     started = time.perf_counter()
-    for pid in pids:
-        os.kill(pid, signal.SIGCONT)
+    _thaw(pids)
     time.sleep(seconds)
     _freeze(pids, what)
     return time.perf_counter() - started
@@ -372,12 +377,6 @@ class _Frozen:
     def _pids(self) -> list[int]:
         return [self.process.pid, *(helper.pid for helper in self._helpers())]
 
-    def _thaw(self) -> None:
-        # The helpers too: the process's last flush waits on its writer process.
-        for pid in self._pids():
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-
     def snapshot(self) -> dict:
         """What the frozen process and its helper processes have spent so far."""
         process = psutil.Process(self.process.pid)
@@ -406,7 +405,7 @@ class _Frozen:
         """Stop serving, let the process write what it holds; return the wall time and report."""
         self.stopping.value = True
         started = time.perf_counter()
-        self._thaw()
+        _thaw(self._pids())  # its last flush waits on its writer process
         if not self.conn.poll(120):
             raise RuntimeError(f"{self.variant} server did not finish")
         report = self.conn.recv()
@@ -415,7 +414,7 @@ class _Frozen:
     def close(self) -> None:
         self.stopping.value = True
         if self.process.is_alive():
-            self._thaw()
+            _thaw(self._pids())
         self.conn.close()
         self.process.join(timeout=60)
         if self.process.is_alive():
@@ -651,7 +650,7 @@ class _Gunicorn:
         stack.callback(stop.set)
         self.worker_pids = {worker.pid for worker in self.master.children()}
         # Registered last, so it runs first: stopping needs every process thawed.
-        stack.callback(lambda: [os.kill(pid, signal.SIGCONT) for pid in self._pids()])
+        stack.callback(lambda: _thaw(self._pids()))
         self.backends = _DatabaseBackends(database_url)
         stack.callback(self.backends.close)
         _freeze(self._pids(), f"gunicorn ({variant})")

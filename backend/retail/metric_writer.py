@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from retail.metrics import report_unwritable
+from retail.metrics import is_refused_row, metric_rows_insert, report_unwritable
 
 # A batch of BATCH_SIZE rows is written in milliseconds; SQLite's busy timeout (20 s) is
 # the longest a healthy child waits for the database's lock.
@@ -195,8 +195,6 @@ def _child_environment() -> dict[str, str]:
 def _answer(rows: list[list[Any]]) -> bytes:
     """Insert the rows; return the answer frame for the parent."""
     from django.db import close_old_connections, connection
-
-    from retail.metrics import is_refused_row, metric_rows_insert
 
     try:
         close_old_connections()

@@ -77,6 +77,20 @@ def main(scenario: str) -> dict:
         _record(5, start=5)
         seen["flushes"] = _until_flushed()
         seen["second_pid"] = writer.pid
+    elif scenario == "unavailable":
+        from django.db import connection
+
+        _record(5)
+        seen["flushed"] = flush_metrics()
+        seen["first_pid"] = writer.pid
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE retail_metric RENAME TO retail_metric_away")
+        _record(5, start=5)
+        seen["flushes"] = [flush_metrics()]  # the child's INSERT fails: no such table
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE retail_metric_away RENAME TO retail_metric")
+        seen["flushes"] += _until_flushed()
+        seen["second_pid"] = writer.pid
     elif scenario == "refused":
         buffer = _get_buffer()
         now = datetime.now(UTC)

@@ -98,6 +98,15 @@ def test_a_child_that_does_not_answer_is_replaced_and_the_batch_kept(server):
     assert _values(server.url) == [float(n) for n in range(10)]
 
 
+def test_a_database_failure_in_the_child_keeps_the_batch_for_the_retry(server):
+    """The child's INSERT fails (its table is gone): the rows wait, the same child writes them."""
+    seen = server("unavailable")
+    assert seen["flushed"] is True
+    assert seen["flushes"][0] is False and seen["flushes"][-1] is True
+    assert seen["second_pid"] == seen["first_pid"]
+    assert _values(server.url) == [float(n) for n in range(10)]
+
+
 def test_a_row_the_database_refuses_in_the_child_only_loses_itself(server):
     """The child's answer tells a refusal from a failure: the buffer isolates the row as before.
 
