@@ -52,7 +52,7 @@ _FILE_CHUNK = 64 * 1024
 # The rotated file is read into gzip in pieces of this size. concurrent-log-handler's own
 # 8 KB pieces made a 50 MB rotation 6,000 zlib calls, each releasing the GIL and waiting up
 # to the switch interval to get it back from a busy request thread: 39 s instead of 1.1 s
-# beside one, and 12,000 forced GIL hand-offs (docs/observability-cost.md).
+# beside one (docs/observability-cost.md).
 _GZIP_READ_BYTES = 1024 * 1024
 # How many times `capacity` records may wait while a write (a rotation) is under way
 # before a caller waits for it; see JsonLinesHandler._write_if_idle.
