@@ -13,7 +13,7 @@ so that a busy neighbour hits them alike, each printing its spread:
   requests in its slices, with nothing flushed by hand, and what it still holds at the end
   is written inside its measurement. A quarter of the slices come first, untimed, to reach
   the steady state. CPU is the whole process's (every thread, shown per thread) and its
-  metric writer process's (frozen and thawed with it), plus, on PostgreSQL, the database
+  writer process's (frozen and thawed with it), plus, on PostgreSQL, the database
   backends serving the variant's database. One process runs up
   to a fifth faster or slower than the next for its whole life, whatever it runs (its
   memory layout, its hash seed), so each variant runs in `--processes` processes per run,
@@ -21,7 +21,7 @@ so that a busy neighbour hits them alike, each printing its spread:
 - gunicorn: started as `make serve` starts it (its command line read from the Makefile,
   the worker settings from backend/config/gunicorn.py), on a free port, under a
   closed-loop load generator in its own process at fixed concurrency; requests/s and CPU
-  per request of the server's process tree (master, workers and their metric writer
+  per request of the server's process tree (master, workers and their writer
   processes, every thread, plus the database backends on PostgreSQL). The generator's CPU
   is reported apart. A run starts `off` and `on` side by side, each with its own
   generator, and time-shares the machine between them in the same slices (the other
@@ -30,8 +30,9 @@ so that a busy neighbour hits them alike, each printing its spread:
 Variants: `off`; `on` (production settings: two JSON records per request to stdout and
 application.log, one metric row per request); `otel` (on, plus OpenTelemetry spans exported
 over OTLP/HTTP to a local receiver that discards them; issue 12's row); with
-`--thread-writer`, `thread` (on, with the metric rows inserted by the buffer's thread in
-the request process, RETAIL_METRICS_WRITER=thread, in-process only); with `--naive`,
+`--thread-writer`, `thread` (on, with the metric rows inserted and the log lines
+formatted and written by the process's own threads, RETAIL_METRICS_WRITER=thread and
+RETAIL_LOG_WRITER=thread, in-process only); with `--naive`,
 `naive` (the ADR's first design: python-json-logger on a stdout and a file handler, one
 synchronous INSERT per metric). stdout of every server goes to a file, as a container
 runtime takes it. SQLite by default; `--postgres-url SERVER_URL` runs the same on throwaway
@@ -80,7 +81,7 @@ LABELS = {
     "on": "on",
     "otel": "on + OpenTelemetry export",
     "naive": "naive (ADR: 2 handlers, sync INSERT)",
-    "thread": "on, rows inserted in-process (thread)",
+    "thread": "on, writers in-process (threads)",
 }
 
 
@@ -157,7 +158,7 @@ def _server_environment(variant: str, database_url: str, log_dir: Path, otlp_url
     if variant == "otel":
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url
     if variant == "thread":
-        env["RETAIL_METRICS_WRITER"] = "thread"
+        env.update(RETAIL_METRICS_WRITER="thread", RETAIL_LOG_WRITER="thread")
     return env
 
 
@@ -362,7 +363,7 @@ class _Frozen:
         self.freeze()
 
     def _helpers(self) -> list[psutil.Process]:
-        # The metric writer process (RETAIL_METRICS_WRITER=process), or any other child.
+        # The writer process (retail/writer_process.py), or any other child.
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def slice(self, seconds: float) -> float:
@@ -392,7 +393,7 @@ class _Frozen:
             for thread in process.threads()
         }
         if helpers:
-            threads["metric writer process"] = sum(helpers.values())
+            threads["writer process"] = sum(helpers.values())
         return {
             "served": self.served.value,
             "cpu": times.user + times.system + sum(helpers.values()),
@@ -656,7 +657,7 @@ class _Gunicorn:
         _freeze(self._pids(), f"gunicorn ({variant})")
 
     def _pids(self) -> list[int]:
-        # The workers' metric writer processes too, started with their first rows.
+        # The workers' writer processes too, started with their first batches.
         tree = (process.pid for process in self.master.children(recursive=True))
         return [self.generator.pid, self.master.pid, *tree]
 
@@ -1082,7 +1083,7 @@ def main() -> None:
     parser.add_argument(
         "--thread-writer",
         action="store_true",
-        help="add `on` with the metric rows inserted by the process's own thread",
+        help="add `on` with the rows inserted and the lines written by the process's own threads",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(

@@ -47,6 +47,14 @@ def _env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """The variable's value, one of `choices` (the first when unset)."""
+    raw = os.environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ImproperlyConfigured(f"{name} must be {' or '.join(choices)}, got {raw!r}")
+    return raw
+
+
 DEBUG = _env_bool("DJANGO_DEBUG", default=False)
 # The production profile: behind a TLS-terminating proxy (README "Configuration").
 SECURE = _env_bool("DJANGO_SECURE", default=False)
@@ -220,11 +228,10 @@ RETAIL_LOG_BACKUPS = _env_int("RETAIL_LOG_BACKUPS", 10)
 RETAIL_OBSERVABILITY = os.environ.get("RETAIL_OBSERVABILITY", "on").strip().lower() != "off"
 # Who inserts the buffered metric rows: a writer process per server process ("process",
 # docs/observability-cost.md says why), or the buffer's own thread in the process itself.
-RETAIL_METRICS_WRITER = os.environ.get("RETAIL_METRICS_WRITER", "process").strip().lower()
-if RETAIL_METRICS_WRITER not in ("process", "thread"):
-    raise ImproperlyConfigured(
-        f"RETAIL_METRICS_WRITER must be process or thread, got {RETAIL_METRICS_WRITER!r}"
-    )
+RETAIL_METRICS_WRITER = _env_choice("RETAIL_METRICS_WRITER", ("process", "thread"))
+# Who formats and writes the buffered lines of the JSON log handler: the same writer
+# process once it answers ("process"), or the handler's own thread.
+RETAIL_LOG_WRITER = _env_choice("RETAIL_LOG_WRITER", ("process", "thread"))
 
 # --- observability: request logging and JSON logs (README "Logs and request IDs") ---
 # Paths the middleware neither logs nor measures (an entry ending in "/" is a prefix);
@@ -262,6 +269,7 @@ LOGGING = {
             "max_bytes": RETAIL_LOG_MAX_BYTES,
             "backups": RETAIL_LOG_BACKUPS,
             "stdout": RETAIL_LOG_STDOUT,
+            "writer_process": RETAIL_LOG_WRITER == "process",
             "formatter": "json",
             "filters": ["request_id"],
         },

@@ -57,6 +57,10 @@ _GZIP_READ_BYTES = 1024 * 1024
 # How many times `capacity` records may wait while a write (a rotation) is under way
 # before a caller waits for it; see JsonLinesHandler._write_if_idle.
 _BACKLOG_FACTOR = 10
+# How many lines a handler writes itself before it starts the writer process for its
+# lines (when the metric rows have not started it already): a server does within a
+# second, a short command (a migration, a cron job) does not.
+_LINES_BEFORE_WRITER_PROCESS = 2000
 # No JSON line shows a record's thread or process names, so every record skips looking
 # them up (the logging HOWTO's "Optimization" section); `process` (the pid) stays on.
 logging.logThreads = False
@@ -244,6 +248,7 @@ class JsonLinesHandler(logging.Handler):
         flush_interval: float = 0.2,
         capacity: int = 2000,
         synchronous: bool = False,
+        writer_process: bool = False,
     ) -> None:
         super().__init__()
         self.filename = os.fspath(filename)
@@ -267,6 +272,12 @@ class JsonLinesHandler(logging.Handler):
         self._stdout_stream: Any = None
         self._stdout_chunk = _PIPE_BUF
         self._file_outage = _Outage()
+        # Batches go to the server process's writer process (retail/writer_process.py)
+        # once it answers; until then, and whenever it fails, this handler writes them.
+        self.writer_process = writer_process
+        self._lines_written_here = 0
+        self._process_outage = False
+        self._closing = False
         _handlers.add(self)
 
     def handle(self, record: logging.LogRecord) -> bool:
@@ -339,13 +350,30 @@ class JsonLinesHandler(logging.Handler):
     def _write_buffered(self) -> None:
         # Called with the write lock held.
         records = self._records
-        format_fields = getattr(self.formatter, "format_fields", None)
-        lines: list[str] = []
+        entries: list[_BufferEntry] = []
         while records:
             try:
-                entry = records.popleft()
+                entries.append(records.popleft())
             except IndexError:
                 break
+        if not entries:
+            return
+        process = self._ready_writer_process(len(entries))
+        if process is not None and self._sent_to(process, entries):
+            return
+        lines = self._formatted(entries)
+        if lines:
+            self._lines_written_here += len(lines)
+            self._write(lines)
+
+    def _formatted(self, entries: list[Any]) -> list[str]:
+        """Format buffer entries (and lines already formatted) into lines, here."""
+        format_fields = getattr(self.formatter, "format_fields", None)
+        lines: list[str] = []
+        for entry in entries:
+            if type(entry) is str:
+                lines.append(entry)
+                continue
             try:
                 if format_fields is not None and type(entry) is tuple:
                     lines.append(format_fields(*entry))
@@ -353,13 +381,110 @@ class JsonLinesHandler(logging.Handler):
                     lines.append(self.format(_as_record(entry)))
             except Exception:
                 self.handleError(_as_record(entry))
+        return lines
+
+    def _ready_writer_process(self, batch: int) -> Any:
+        """The writer process to send a batch of `batch` entries to, if it is there and answers."""
+        if not self.writer_process or self.synchronous or type(self.formatter) is not JsonFormatter:
+            return None
+        from retail.writer_process import LOGS, WriterProcessError, shared_writer_process
+
+        process = shared_writer_process()
+        if process.ready(LOGS):
+            return process
+        written = self._lines_written_here + batch
+        if written >= _LINES_BEFORE_WRITER_PROCESS and process.pid is None and not self._closing:
+            # A process that keeps logging; a short command never pays for a child.
+            try:
+                process.start()
+            except (OSError, WriterProcessError) as exc:
+                self._writer_process_failed(exc)
+        return None
+
+    def _sent_to(self, process: Any, entries: list[_BufferEntry]) -> bool:
+        """Have the writer process format and write `entries`; False if it did not."""
+        from retail.writer_process import LOGS, OK, WriterProcessError
+
+        process.attach(LOGS)
+        sent = self._sendable(entries)
+        try:
+            reply = process.request(LOGS, self._encoded(sent))
+        except WriterProcessError as exc:
+            self._writer_process_failed(exc)
+            self._write_unsent(sent)
+            return True
+        if reply != OK:
+            self._writer_process_failed(RuntimeError(orjson.loads(reply).get("detail")))
+            self._write_unsent(sent)
+            return True
+        if self._process_outage:
+            self._process_outage = False
+            _report(
+                logging.INFO, "log.writer_process_answers", "the writer process answers again", 0
+            )
+        return True
+
+    def _sendable(self, entries: list[_BufferEntry]) -> list[Any]:
+        # log_fields()' parts go as they are, for the child to format; any other record
+        # is formatted here (the child has no LogRecord of it).
+        sent: list[Any] = []
+        for entry in entries:
+            if type(entry) is tuple:
+                sent.append(entry)
+                continue
+            sent.extend(self._formatted([entry]))
+        return sent
+
+    def _encoded(self, sent: list[Any]) -> bytes:
+        """JSON of the batch; the fields of an entry orjson cannot take are formatted here."""
+        default = self.formatter.json_default
+        try:
+            return orjson.dumps(sent, default=default, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            pass
+        parts = []
+        for item in sent:
+            try:
+                parts.append(orjson.dumps(item, default=default, option=orjson.OPT_NON_STR_KEYS))
+            except TypeError:
+                parts.extend(orjson.dumps(line) for line in self._formatted([item]))
+        return b"[" + b",".join(parts) + b"]"
+
+    def _write_unsent(self, sent: list[Any]) -> None:
+        lines = self._formatted(sent)
         if lines:
+            self._lines_written_here += len(lines)
+            self._write(lines)
+
+    def _writer_process_failed(self, exc: BaseException) -> None:
+        if not self._process_outage:
+            self._process_outage = True
+            _report(
+                logging.WARNING,
+                "log.writer_process_failed",
+                f"the writer process did not write a batch ({exc}); this process writes "
+                "its lines itself until it answers again",
+                0,
+            )
+
+    def write_sent(self, sent: list[Any]) -> None:
+        """Write a batch another process's handler sent: lines, or log_fields()' parts."""
+        lines = [
+            item if type(item) is str else self.formatter.format_fields(*item) for item in sent
+        ]
+        with self._write_lock:
             self._write(lines)
 
     def close(self) -> None:
         """Stop the writer thread, write what is left and close the file."""
         self._writer.stop(timeout=5)
+        # The last batch goes to a writer process that answers, but starts none.
+        self._closing = True
         self.flush()
+        if self.writer_process:
+            from retail.writer_process import LOGS, shared_writer_process
+
+            shared_writer_process().detach(LOGS)
         with self._write_lock:
             self._file_outage.closing(self.filename)
             if self._file is not None:
@@ -428,6 +553,8 @@ class JsonLinesHandler(logging.Handler):
         self._writer.reset()
         self._records.clear()
         self._file_outage = _Outage()
+        self._lines_written_here = 0
+        self._process_outage = False
         self._write_lock = threading.RLock()
         if self._file is not None:
             self._file.owner_lock = self._write_lock
@@ -538,6 +665,14 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def handler_named(name: str) -> JsonLinesHandler | None:
+    """Return the JsonLinesHandler LOGGING configured under `name`, if there is one."""
+    for handler in list(_handlers):
+        if handler.name == name:
+            return handler
+    return None
 
 
 def flush_logs() -> None:

@@ -2,7 +2,7 @@
 
 `record_metric()` appends a row to a per-process buffer; a background thread writes the
 buffer in one transaction every second (sooner once `BATCH_SIZE` rows wait), through the
-process's metric writer process (retail/metric_writer.py) unless RETAIL_METRICS_WRITER
+process's writer process (retail/writer_process.py) unless RETAIL_METRICS_WRITER
 says `thread`, and `flush_metrics()` writes it at once (atexit and gunicorn's
 `worker_exit` hook call it).
 While the database is unreachable the rows stay buffered and the flush is retried;
@@ -349,9 +349,9 @@ def _configured_writer() -> Callable[[Sequence[MetricRow]], None]:
     # A child would open a database of its own in memory, not this process's.
     in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()
     if settings.RETAIL_METRICS_WRITER == "process" and not in_memory:
-        from retail.metric_writer import MetricWriterProcess
+        from retail.writer_process import MetricRowsWriter, shared_writer_process
 
-        return MetricWriterProcess()
+        return MetricRowsWriter(shared_writer_process())
     return metric_rows_insert
 
 

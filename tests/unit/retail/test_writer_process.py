@@ -1,6 +1,6 @@
 """The metric writer process: rows leave the server process and none is lost or doubled.
 
-Each test runs tests/support/metric_writer_driver.py as a server process of its own on a
+Each test runs tests/support/writer_process_driver.py as a server process of its own on a
 migrated SQLite file, with production's RETAIL_METRICS_WRITER=process, and counts the rows
 in that database afterwards.
 """
@@ -13,7 +13,7 @@ import pytest
 from tests.support.load import query
 from tests.support.servers import backend_env, manage, run_python
 
-DRIVER = Path(__file__).resolve().parents[2] / "support" / "metric_writer_driver.py"
+DRIVER = Path(__file__).resolve().parents[2] / "support" / "writer_process_driver.py"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def _records(log_dir: Path, event: str) -> list[dict]:
 def test_a_flush_is_written_by_a_child_and_the_exit_writes_the_rest(server):
     """flush_metrics() returns once the child committed; exit writes the rest, ends the child."""
     seen = server("exit")
-    assert seen["writer"] == "MetricWriterProcess" and seen["flushed"] is True
+    assert seen["writer"] == "MetricRowsWriter" and seen["flushed"] is True
     assert seen["writer_pid"] != seen["own_pid"] and seen["writer_parent"] == seen["own_pid"]
     assert _values(server.url) == [float(n) for n in range(60)]
     assert not _alive(seen["writer_pid"])
@@ -119,3 +119,59 @@ def test_a_row_the_database_refuses_in_the_child_only_loses_itself(server):
     assert refused["refused"] == 1
     [unwritable] = _records(server.log_dir, "metric.unwritable")
     assert unwritable["rows"] == 1
+
+
+def _lines(log_dir: Path, event: str = "driver.event") -> list[str]:
+    lines = (log_dir / "application.log").read_text("utf-8").splitlines()
+    return [line for line in lines if json.loads(line).get("event") == event]
+
+
+def _sequence(lines: list[str]) -> list[int]:
+    return [json.loads(line)["seq"] for line in lines]
+
+
+def test_the_child_writes_the_lines_this_process_would_write(server):
+    """Lines formatted in the child are byte for byte those this process makes of them."""
+    seen = server("logs")
+    assert seen["ready"] is True
+    assert seen["formatted_here_by_child"] == 0 and seen["formatted_here"] == 6
+    lines = _lines(server.log_dir)
+    assert len(lines) == 12 and lines[:6] == lines[6:]
+    first = json.loads(lines[0])
+    assert first["price"] == "9.99" and first["at"].startswith("2026-12-06T00:00:00")
+    second = json.loads(lines[1])
+    assert second["pair"] == [1, "a"] and second["by_id"] == {"7": "seven"}
+    assert second["error"] == "ValueError: bad"
+    assert json.loads(lines[2])["text"] == "caf\u00e9 \u2603"
+
+
+def test_a_killed_child_loses_no_line(server):
+    """The child SIGKILLed: this process writes the batch itself, each line once, and says so."""
+    seen = server("logs-kill")
+    assert seen["formatted_here"] == 10
+    assert _sequence(_lines(server.log_dir)) == list(range(20))
+    assert "log.writer_process_failed" in seen["stderr"]
+
+
+def test_a_child_that_does_not_answer_is_replaced_and_the_lines_written_here(server):
+    """A stopped child: the flush waits its reply timeout, then writes the lines itself."""
+    seen = server("logs-stopped")
+    assert seen["formatted_here"] == 10 and seen["stopped_alive"] is False
+    assert _sequence(_lines(server.log_dir)) == list(range(10))
+
+
+def test_lines_left_at_exit_go_through_the_child_before_it_ends(server):
+    """logging's shutdown sends the last batch; the child writes it and exits."""
+    seen = server("logs-exit")
+    assert seen["formatted_here"] == 0
+    assert _sequence(_lines(server.log_dir)) == list(range(10))
+    assert not _alive(seen["first_pid"])
+
+
+def test_a_short_command_starts_no_child_for_its_lines(server):
+    """A few lines are written here; a process that keeps logging starts the child."""
+    seen = server("logs-short")
+    assert seen["pid_after_short"] is None
+    assert seen["started_pid"] is not None and seen["ready"] is True
+    assert seen["formatted_here_after_ready"] == 0
+    assert _sequence(_lines(server.log_dir)) == list(range(2020))
