@@ -1,6 +1,6 @@
 """A server-like process whose metric rows and log lines go through its writer process.
 
-`python tests/support/metric_writer_driver.py SCENARIO` with a backend environment
+`python tests/support/writer_process_driver.py SCENARIO` with a backend environment
 (tests.support.servers.backend_env); prints one JSON object of what it saw, then exits
 normally, so that its atexit handlers write what it still holds. Driven by
 tests/unit/retail/test_writer_process.py.
@@ -204,6 +204,20 @@ def main(scenario: str) -> dict:
         buffer.add(("stock_conflicts", 98.0, {"n": object()}, now))  # not JSON
         buffer.add(("stock_conflicts", 10.0, {"n": 10}, now))
         seen["flushed_unwritable"] = flush_metrics()
+    elif scenario == "reconfigured":
+        # A second django.setup() (config.wsgi imported after it) closes the first handler.
+        import logging.config
+
+        from django.conf import settings
+
+        logging.config.dictConfig(settings.LOGGING)
+        _record(5)
+        seen["flushed"] = flush_metrics()
+        seen["first_pid"] = writer.pid
+        logging.config.dictConfig(settings.LOGGING)
+        _record(5, start=5)
+        seen["flushes"] = _until_flushed()
+        seen["second_pid"] = writer.pid
     elif scenario.startswith("logs"):
         stderr, sys.stderr = sys.stderr, io.StringIO()
         try:

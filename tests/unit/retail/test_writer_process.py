@@ -175,3 +175,11 @@ def test_a_short_command_starts_no_child_for_its_lines(server):
     assert seen["started_pid"] is not None and seen["ready"] is True
     assert seen["formatted_here_after_ready"] == 0
     assert _sequence(_lines(server.log_dir)) == list(range(2020))
+
+
+def test_logging_configured_again_leaves_the_metric_rows_a_writer(server):
+    """The first JSON handler closed by a second dictConfig: the rows still get written."""
+    seen = server("reconfigured")
+    assert seen["flushed"] is True and seen["flushes"][-1] is True
+    assert seen["second_pid"] is not None
+    assert _values(server.url) == [float(n) for n in range(10)]
