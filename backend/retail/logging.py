@@ -1,9 +1,14 @@
 """JSON log lines to stdout and the rotating `application.log` (SPEC §3.2).
 
-The request path only appends an entry to a buffer: a writer thread formats each entry
-once with python-json-logger's orjson formatter and writes the batch to stdout and,
-under concurrent-log-handler's inter-process lock, to `application.log`. A batch takes
-the file lock once instead of once per line.
+The request path only appends an entry to a buffer. A writer thread takes the batch and,
+in a server (`RETAIL_LOG_WRITER=process`), sends it to the process's writer process
+(retail/writer_process.py), which formats each entry once with python-json-logger's
+orjson formatter and writes the lines to the stdout and `application.log` it shares; the
+formatting and the writes then take no GIL from the request threads. Until that child
+answers, whenever it fails, with `RETAIL_LOG_WRITER=thread`, and in a short command that
+never starts the child, the thread formats and writes the batch itself. Either way a
+batch goes to stdout in whole-line chunks and to the file under concurrent-log-handler's
+inter-process lock, taken once a batch instead of once a line.
 
 Two ways into the buffer, for one line format, and each earns its place:
 
