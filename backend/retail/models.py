@@ -25,4 +25,6 @@ class Metric(models.Model):
 
 from retail.alerts import Alert  # noqa: E402,F401  (alert state written by `retailctl alert`)
 from retail.hourly import MetricHourly  # noqa: E402,F401  (the anomaly detector's hour cache)
-from retail.rollups import MetricPruned, MetricRollup  # noqa: E402,F401  (read-model tables)
+
+# The read-model tables, and the writer process's batch tokens.
+from retail.rollups import MetricBatch, MetricPruned, MetricRollup  # noqa: E402,F401

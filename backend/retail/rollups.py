@@ -60,3 +60,23 @@ class MetricPruned(models.Model):
 
     def __str__(self) -> str:
         return f"pruned {self.metric_type} {self.status_class} bucket {self.bucket}"
+
+
+class MetricBatch(models.Model):
+    """A batch of metric rows the writer process committed, by the token its client gave it.
+
+    Written in the batch's own transaction (retail/writer_process.py). A client whose
+    child died or went silent after it may have committed sends those rows again with
+    the batch's token; the child skips them when the token is here, so a lost answer
+    never writes a row twice. Only the writer process reads it; it deletes tokens a day
+    old, long past any retry.
+    """
+
+    token = models.CharField(max_length=32, primary_key=True)
+    written_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "retail_metric_batch"
+
+    def __str__(self) -> str:
+        return f"metric batch {self.token} @ {self.written_at:%Y-%m-%d %H:%M:%S}"

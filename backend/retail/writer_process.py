@@ -12,7 +12,11 @@ its writer:
   written when the child answers after its COMMIT, so `flush_metrics()` still means
   written; the answer tells a refused row (DataError, IntegrityError, a value the driver
   cannot encode) from a failed connection, so the buffer isolates a refused row and keeps
-  the rest for a retry exactly as before.
+  the rest for a retry exactly as before. Each batch carries a token the child records in
+  `retail_metric_batch` in the batch's own transaction: when an answer is lost (the
+  child died or went silent after it may have committed), the retry names the lost
+  batches' tokens and the rows of each, and the child skips the rows of a batch whose
+  token is there, so no row is written twice.
 - retail.logging.JsonLinesHandler sends its batch (each line formatted, or the parts
   `log_fields()` gave it, which the child formats with the same formatter) and counts it
   written when the child answers after writing it to stdout and `application.log`. Until
@@ -20,8 +24,9 @@ its writer:
   itself: no line waits for the child, none is lost with it.
 - A child that dies, or does not answer within `REPLY_TIMEOUT_SECONDS`, fails the batch
   (the metric rows stay buffered, the log lines are written by the handler) and is
-  replaced on the next batch. A child killed between its COMMIT (or its write) and its
-  answer is the one way a batch is written twice.
+  replaced on the next batch. A child killed between writing its log lines and its
+  answer is the one way lines are written twice (a log has no transaction to record a
+  token in).
 
 The child ignores SIGTERM and SIGINT, which a service manager or a terminal send to the
 whole process group: it writes what it is given until its parent closes the sockets, at
@@ -42,8 +47,10 @@ import struct
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +63,13 @@ from retail.metrics import is_refused_row, metric_rows_insert, report_unwritable
 REPLY_TIMEOUT_SECONDS = 60.0
 # How long the parent's exit waits for the child to finish its last batch and exit.
 EXIT_TIMEOUT_SECONDS = 10.0
+# How many batches without an answer a metric client remembers (children that keep dying
+# before they answer); forgetting the oldest can only write its rows twice, never lose them.
+MAX_UNANSWERED_BATCHES = 32
+# Batch tokens are kept this long, far beyond a retry (the buffer retries within 30 s),
+# and pruned by the child this often.
+BATCH_TOKEN_RETENTION = timedelta(days=1)
+BATCH_TOKEN_PRUNE_SECONDS = 600.0
 METRICS, LOGS = "metrics", "logs"
 CHANNELS = (METRICS, LOGS)
 # The log handler of the child that writes what the parent's handler sends.
@@ -322,12 +336,8 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 # --- metric rows -----------------------------------------------------------------------
 
 
-def _encoded(rows: Sequence[Any]) -> bytes:
-    """Return the rows as one JSON array; rows whose metadata is not JSON are left out."""
-    try:
-        return orjson.dumps(rows, option=_JSON_OPTIONS)
-    except TypeError:
-        pass
+def _json_rows(rows: Sequence[Any]) -> list[Any]:
+    """Return the rows orjson can write; the others are left out and counted."""
     writable = []
     for row in rows:
         try:
@@ -336,7 +346,7 @@ def _encoded(rows: Sequence[Any]) -> bytes:
             continue
         writable.append(row)
     report_unwritable(len(rows) - len(writable))
-    return orjson.dumps(writable, option=_JSON_OPTIONS)
+    return writable
 
 
 class MetricRowsWriter:
@@ -344,6 +354,10 @@ class MetricRowsWriter:
 
     def __init__(self, process: WriterProcess) -> None:
         self.process = process
+        # The batches sent whose answer never came, newest first: each one's token and
+        # its rows not known to be written since. The buffer hands those same row objects
+        # back for the retry, which is how they are found in it.
+        self._unanswered: list[tuple[str, list[Any]]] = []
         process.attach(METRICS)
 
     @property
@@ -355,11 +369,20 @@ class MetricRowsWriter:
         """Have the child write `rows` in one transaction; raise as the database would."""
         from django.db import DataError, OperationalError
 
+        token = uuid.uuid4().hex
         try:
-            reply = self.process.request(METRICS, _encoded(rows))
+            payload = self._payload(token, rows)
+        except TypeError:
+            rows = _json_rows(rows)
+            payload = self._payload(token, rows)
+        try:
+            reply = self.process.request(METRICS, payload)
         except WriterProcessError as exc:
+            unanswered = [(token, list(rows)), *self._unanswered]
+            self._unanswered = unanswered[:MAX_UNANSWERED_BATCHES]
             raise OperationalError(str(exc)) from exc
         if reply == OK:
+            self._written(rows)
             return
         answer = orjson.loads(reply)
         error = DataError if answer["refused"] else OperationalError
@@ -369,22 +392,49 @@ class MetricRowsWriter:
         """The buffer writes no more rows (its last flush is done)."""
         self.process.detach(METRICS)
 
+    def _payload(self, token: str, rows: Sequence[Any]) -> bytes:
+        """The batch for the child: its token, the lost batches' rows in it, the rows."""
+        unanswered = []
+        if self._unanswered:
+            # The rows of a lost batch are alive (held there), so no other row has their id.
+            index_of = {id(row): index for index, row in enumerate(rows)}
+            for token_sent, sent in self._unanswered:
+                indexes = [index_of[id(row)] for row in sent if id(row) in index_of]
+                if indexes:
+                    unanswered.append((token_sent, indexes))
+        batch = {"token": token, "unanswered": unanswered, "rows": rows}
+        return orjson.dumps(batch, option=_JSON_OPTIONS)
+
+    def _written(self, rows: Sequence[Any]) -> None:
+        # Written now or skipped as written before: either way no lost batch holds them.
+        if not self._unanswered:
+            return
+        written = {id(row) for row in rows}
+        remaining = (
+            (token, [row for row in sent if id(row) not in written])
+            for token, sent in self._unanswered
+        )
+        self._unanswered = [(token, sent) for token, sent in remaining if sent]
+
 
 # --- the child -------------------------------------------------------------------------
 
 
 def _insert_rows(payload: bytes) -> bytes:
-    """Insert the rows; return the answer frame for the parent."""
-    from django.db import close_old_connections, connection
+    """Insert the rows not written before and record the batch; return the answer frame."""
+    from django.db import close_old_connections, connection, transaction
 
     try:
         close_old_connections()
-        metric_rows_insert(
-            [
-                (kind, value, metadata, datetime.fromisoformat(at))
-                for kind, value, metadata, at in orjson.loads(payload)
-            ]
-        )
+        batch = orjson.loads(payload)
+        rows = [
+            (kind, value, metadata, datetime.fromisoformat(at))
+            for kind, value, metadata, at in batch["rows"]
+        ]
+        with transaction.atomic():
+            written = _written_before(batch["unanswered"])
+            metric_rows_insert([row for index, row in enumerate(rows) if index not in written])
+            _record_batch(batch["token"])
     except Exception as exc:
         refused = is_refused_row(exc)
         if not refused:
@@ -392,6 +442,33 @@ def _insert_rows(payload: bytes) -> bytes:
             connection.close()
         return _failure(exc, refused=refused)
     return OK
+
+
+def _written_before(unanswered: list[Any]) -> set[int]:
+    """Indexes of the batch's rows that a lost batch whose token is recorded already wrote."""
+    if not unanswered:
+        return set()
+    from retail.models import MetricBatch
+
+    tokens = [token for token, _ in unanswered]
+    recorded = set(MetricBatch.objects.filter(token__in=tokens).values_list("token", flat=True))
+    return {index for token, indexes in unanswered if token in recorded for index in indexes}
+
+
+_next_token_prune = 0.0
+
+
+def _record_batch(token: str) -> None:
+    from django.utils import timezone
+
+    from retail.models import MetricBatch
+
+    global _next_token_prune
+    now = timezone.now()
+    MetricBatch.objects.create(token=token, written_at=now)
+    if time.monotonic() >= _next_token_prune:
+        _next_token_prune = time.monotonic() + BATCH_TOKEN_PRUNE_SECONDS
+        MetricBatch.objects.filter(written_at__lt=now - BATCH_TOKEN_RETENTION).delete()
 
 
 def _log_writer() -> Callable[[bytes], bytes]:

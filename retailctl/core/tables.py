@@ -277,6 +277,15 @@ metric_pruned = Table(
     Column("value_sum", Float, nullable=False),
 )
 
+# Tokens of the metric batches the writer process committed (retail migration 0005), read
+# and pruned only by it; mirrored so that the schema check sees every table.
+metric_batch = Table(
+    "retail_metric_batch",
+    metadata,
+    Column("token", String(32), primary_key=True),
+    Column("written_at", UtcDateTime, nullable=False),
+)
+
 
 # The stock ledger (catalog migration 0002): A1 checks stock == sum(delta) when it exists.
 stock_movement = Table(

@@ -193,6 +193,39 @@ def main(scenario: str) -> dict:
             cursor.execute("ALTER TABLE retail_metric_away RENAME TO retail_metric")
         seen["flushes"] += _until_flushed()
         seen["second_pid"] = writer.pid
+    elif scenario == "answer-lost":
+        from django.db import connection
+
+        from retail.writer_process import WriterProcessError
+
+        _record(5)
+        seen["flushed"] = flush_metrics()
+        seen["first_pid"] = writer.pid
+        request = writer.process.request
+
+        def commit_then_die(name, payload):
+            request(name, payload)  # the child commits and answers...
+            os.kill(writer.pid, signal.SIGKILL)  # ...and dies before the answer is read
+            raise WriterProcessError("the writer process died before its answer was read")
+
+        writer.process.request = commit_then_die
+        _record(5, start=5)
+        seen["flushes"] = [flush_metrics()]
+        del writer.process.request
+        _until_dead(seen["first_pid"])
+        # The retry, with new rows, fails once more with an answer (the table is gone)...
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE retail_metric RENAME TO retail_metric_away")
+        _record(3, start=10)
+        seen["flushes"].append(flush_metrics())
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE retail_metric_away RENAME TO retail_metric")
+        # ...then meets a row the database refuses, so the buffer halves it.
+        _get_buffer().add((None, 99.0, {}, datetime.now(UTC)))
+        _record(2, start=13)
+        seen["flushes"] += _until_flushed()
+        seen["second_pid"] = writer.pid
+        seen["unanswered_left"] = len(writer._unanswered)
     elif scenario == "refused":
         buffer = _get_buffer()
         now = datetime.now(UTC)

@@ -71,6 +71,7 @@ _DATA_TABLES = (
     "retail_metric",
     "retail_metric_rollup",
     "retail_metric_pruned",
+    "retail_metric_batch",
     "retail_alert",
     "retail_metric_hourly",
 )

@@ -1,4 +1,4 @@
-"""The metric writer process: rows leave the server process and none is lost or doubled.
+"""The writer process: rows and lines leave the server process; none is lost, no row doubled.
 
 Each test runs tests/support/writer_process_driver.py as a server process of its own on a
 migrated SQLite file, with production's RETAIL_METRICS_WRITER=process, and counts the rows
@@ -6,6 +6,9 @@ in that database afterwards.
 """
 
 import json
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -66,12 +69,23 @@ def _records(log_dir: Path, event: str) -> list[dict]:
 
 
 def test_a_flush_is_written_by_a_child_and_the_exit_writes_the_rest(server):
-    """flush_metrics() returns once the child committed; exit writes the rest, ends the child."""
+    """flush_metrics() returns once the child committed; exit writes the rest, ends the child.
+
+    Each batch's token is recorded, and a token past its retention is pruned.
+    """
+    with closing(sqlite3.connect(server.url.removeprefix("sqlite:///"))) as database:
+        with database:
+            database.execute(
+                "INSERT INTO retail_metric_batch (token, written_at) VALUES ('old', ?)",
+                [(datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")],
+            )
     seen = server("exit")
     assert seen["writer"] == "MetricRowsWriter" and seen["flushed"] is True
     assert seen["writer_pid"] != seen["own_pid"] and seen["writer_parent"] == seen["own_pid"]
     assert _values(server.url) == [float(n) for n in range(60)]
     assert not _alive(seen["writer_pid"])
+    tokens = [token for (token,) in query(server.url, "SELECT token FROM retail_metric_batch")]
+    assert len(tokens) == 2 and "old" not in tokens
 
 
 def test_a_killed_child_is_replaced_and_loses_no_row(server):
@@ -105,6 +119,24 @@ def test_a_database_failure_in_the_child_keeps_the_batch_for_the_retry(server):
     assert seen["flushes"][0] is False and seen["flushes"][-1] is True
     assert seen["second_pid"] == seen["first_pid"]
     assert _values(server.url) == [float(n) for n in range(10)]
+
+
+def test_a_batch_whose_answer_was_lost_is_not_written_twice(server):
+    """The child commits and dies before its answer is read: the retry skips those rows.
+
+    The retry, joined by new rows, first fails with an answer (the table is gone), then
+    meets a row the database refuses and is halved: each row still lands once.
+    """
+    seen = server("answer-lost")
+    assert seen["flushed"] is True
+    assert seen["flushes"][:2] == [False, False] and seen["flushes"][-1] is True
+    assert seen["second_pid"] != seen["first_pid"]
+    assert _values(server.url) == [float(n) for n in range(15)]
+    [refused] = _records(server.log_dir, "metric.refused")
+    assert refused["refused"] == 1
+    assert seen["unanswered_left"] == 0
+    [(tokens,)] = query(server.url, "SELECT count(*) FROM retail_metric_batch")
+    assert tokens >= 3
 
 
 def test_a_row_the_database_refuses_in_the_child_only_loses_itself(server):
