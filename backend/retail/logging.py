@@ -281,6 +281,8 @@ class JsonLinesHandler(logging.Handler):
         # once it answers; until then, and whenever it fails, this handler writes them.
         self.writer_process = writer_process
         self._lines_written_here = 0
+        # Whether the last batch went through the child: finding it gone then is an outage.
+        self._sending = False
         self._process_outage = False
         self._closing = False
         _handlers.add(self)
@@ -397,6 +399,11 @@ class JsonLinesHandler(logging.Handler):
         process = shared_writer_process()
         if process.ready(LOGS):
             return process
+        if self._sending:
+            # The child that wrote the last batch is gone (killed, or discarded by the
+            # metric client after a failure) before this batch reached it.
+            self._sending = False
+            self._writer_process_failed(WriterProcessError("the writer process exited"))
         written = self._lines_written_here + batch
         if written >= _LINES_BEFORE_WRITER_PROCESS and process.pid is None and not self._closing:
             # A process that keeps logging; a short command never pays for a child.
@@ -415,13 +422,16 @@ class JsonLinesHandler(logging.Handler):
         try:
             reply = process.request(LOGS, self._encoded(sent))
         except WriterProcessError as exc:
+            self._sending = False
             self._writer_process_failed(exc)
             self._write_unsent(sent)
             return True
         if reply != OK:
+            self._sending = False
             self._writer_process_failed(RuntimeError(orjson.loads(reply).get("detail")))
             self._write_unsent(sent)
             return True
+        self._sending = True
         if self._process_outage:
             self._process_outage = False
             _report(
@@ -559,6 +569,7 @@ class JsonLinesHandler(logging.Handler):
         self._records.clear()
         self._file_outage = _Outage()
         self._lines_written_here = 0
+        self._sending = False
         self._process_outage = False
         self._write_lock = threading.RLock()
         if self._file is not None:

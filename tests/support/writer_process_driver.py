@@ -130,12 +130,14 @@ def _logs_scenario(scenario: str, seen: dict) -> None:
         handler.writer_process = True
         time.time = real_time
     elif scenario == "logs-kill":
+        _log_events(5)  # through the child, which then dies before the next batch
+        flush_logs()
         os.kill(process.pid, signal.SIGKILL)
         _until_dead(seen["first_pid"])
-        _log_events(10)
+        _log_events(10, start=5)
         flush_logs()
         seen["formatted_here"] = formatted_here.count
-        _log_events(10, start=10)
+        _log_events(10, start=15)
         flush_logs()
     elif scenario == "logs-stopped":
         process.reply_timeout = 1.0

@@ -181,7 +181,7 @@ def test_a_killed_child_loses_no_line(server):
     """The child SIGKILLed: this process writes the batch itself, each line once, and says so."""
     seen = server("logs-kill")
     assert seen["formatted_here"] == 10
-    assert _sequence(_lines(server.log_dir)) == list(range(20))
+    assert _sequence(_lines(server.log_dir)) == list(range(25))
     assert "log.writer_process_failed" in seen["stderr"]
 
 
