@@ -466,8 +466,9 @@ def _record_batch(token: str) -> None:
     global _next_token_prune
     now = timezone.now()
     MetricBatch.objects.create(token=token, written_at=now)
-    if time.monotonic() >= _next_token_prune:
-        _next_token_prune = time.monotonic() + BATCH_TOKEN_PRUNE_SECONDS
+    tick = time.monotonic()
+    if tick >= _next_token_prune:
+        _next_token_prune = tick + BATCH_TOKEN_PRUNE_SECONDS
         MetricBatch.objects.filter(written_at__lt=now - BATCH_TOKEN_RETENTION).delete()
 
 
