@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from retailctl.core.sketch import exact_quantile
 from tests.support.load import (
     latency_summary,
     nothing_lost,
@@ -28,7 +29,7 @@ FAIL_MAX = 5
 RESET_SECONDS = 3
 
 
-def _gateway_env(database_url, log_dir, gateway_url, redis_url, **extra):
+def _gateway_env(database_url, log_dir, gateway_url, redis_url, timeout_seconds=3, **extra):
     return backend_env(
         database_url=database_url,
         log_dir=log_dir,
@@ -36,7 +37,7 @@ def _gateway_env(database_url, log_dir, gateway_url, redis_url, **extra):
         RETAIL_PAYMENT_GATEWAY_URL=gateway_url,
         RETAIL_BREAKER_FAIL_MAX=str(FAIL_MAX),
         RETAIL_BREAKER_RESET_SECONDS=str(RESET_SECONDS),
-        RETAIL_GATEWAY_TIMEOUT_SECONDS="3",
+        RETAIL_GATEWAY_TIMEOUT_SECONDS=str(timeout_seconds),
         RETAIL_CHECKOUT_RATE="100000/m",
         **extra,
     )
@@ -151,20 +152,20 @@ def test_rejections_never_wait_behind_a_slow_trial_in_a_threaded_worker(tmp_path
     """
     database_url = f"sqlite:///{tmp_path / 'threads.sqlite3'}"
     with FakeGateway(backend_env(database_url=database_url, log_dir=log_dir)) as gateway:
-        env = _gateway_env(database_url, log_dir, gateway.url, None)
+        env = _gateway_env(database_url, log_dir, gateway.url, None, timeout_seconds=6)
         with GunicornServer(env, workers=1, threads=4) as server:
             manage(env, "seed_demo")
             product = product_id(database_url, "TEE-001")
             gateway.control(mode="down")
             failures = [post_orders(server.url, [order_body(product)])[0] for _ in range(FAIL_MAX)]
             assert [a.status for a in failures] == [503] * FAIL_MAX
-            gateway.control(mode="slow", latency_ms=2000)
+            gateway.control(mode="slow", latency_ms=4000)
 
             answers = []
 
             def until_trial() -> None:
                 # Checkouts are turned away until the reset timeout; the first one after
-                # it is the trial, which waits two seconds on the slow gateway.
+                # it is the trial, which waits four seconds on the slow gateway.
                 while not answers or answers[-1].status == 503:
                     answers.append(post_orders(server.url, [order_body(product)])[0])
 
@@ -177,17 +178,21 @@ def test_rejections_never_wait_behind_a_slow_trial_in_a_threaded_worker(tmp_path
                     what="the trial to reach the gateway",
                     every=0.02,
                 )
-                beside = post_orders(server.url, [order_body(product)] * 30, concurrency=3)
+                beside = post_orders(server.url, [order_body(product)] * 150, concurrency=3)
                 still_in_flight = gateway.state()["in_flight"] == 1
             finally:
                 trial.join(timeout=30)
 
     assert still_in_flight
-    assert statuses(beside) == {503: 30}
-    # Queued behind the trial they would each wait its 2 s; they are answered at once (the
+    assert statuses(beside) == {503: 150}
+    # Queued behind the trial they would each wait its 4 s; they are answered at once (the
     # bound leaves room for a loaded machine's scheduling, not for the trial's wait).
     assert max(a.latency_ms for a in beside) < 1000, latency_summary(beside)
     recorded = [value for value, _ in _metrics(database_url, "payment_fast_fail")]
-    assert recorded and max(recorded) < 100, recorded
+    # A2's own bar is the p99 (SPEC §4), over enough rejections that it is not their maximum.
+    # The maximum only has to stay clear of the trial's 4 s: one rejection took 198 ms once on
+    # a loaded CI machine, a stall of the whole worker, not a wait on the trial.
+    assert recorded and exact_quantile(recorded, 0.99) < 100, sorted(recorded)[-5:]
+    assert max(recorded) < 1000, sorted(recorded)[-5:]
     assert answers[-1].status == 201
     assert nothing_lost(database_url) == {}

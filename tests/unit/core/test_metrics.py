@@ -11,7 +11,9 @@ from retailctl.core.errors import UsageError
 from retailctl.core.metrics import metrics_summary
 from retailctl.core.sketch import exact_quantile
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# A fixed afternoon: the windows start at midnight, so a clock read just after midnight put
+# rows stamped "30 minutes ago" in yesterday and out of a one-day window.
+NOW = datetime(2026, 12, 3, 14, 20, 30, tzinfo=UTC)
 
 
 def _raw_expectation(engine, days):
