@@ -24,9 +24,10 @@ its writer:
   itself: no line waits for the child, none is lost with it.
 - A child that dies, or does not answer within `REPLY_TIMEOUT_SECONDS`, fails the batch
   (the metric rows stay buffered, the log lines are written by the handler) and is
-  replaced on the next batch. A child killed between writing its log lines and its
-  answer is the one way lines are written twice (a log has no transaction to record a
-  token in).
+  replaced on the next batch. One that exited by itself (killed, out of memory), found
+  before a batch or by the batch it failed, is logged once as `writer_process.exited`.
+  A child killed between writing its log lines and its answer is the one way lines are
+  written twice (a log has no transaction to record a token in).
 
 The child ignores SIGTERM and SIGINT, which a service manager or a terminal send to the
 whole process group: it writes what it is given until its parent closes the sockets, at
@@ -39,6 +40,7 @@ path. It answers a channel once Django is set up; the metric client waits for th
 log client writes by itself meanwhile.
 """
 
+import logging
 import os
 import selectors
 import signal
@@ -58,11 +60,15 @@ import orjson
 
 from retail.metrics import is_refused_row, metric_rows_insert, report_unwritable
 
+logger = logging.getLogger(__name__)
+
 # A batch of BATCH_SIZE rows is written in milliseconds; SQLite's busy timeout (20 s) is
 # the longest a healthy child waits for the database's lock.
 REPLY_TIMEOUT_SECONDS = 60.0
 # How long the parent's exit waits for the child to finish its last batch and exit.
 EXIT_TIMEOUT_SECONDS = 10.0
+# How long a child that failed a batch is given to be found exited before it is killed.
+EXITING_GRACE_SECONDS = 0.5
 # How many batches without an answer a metric client remembers (children that keep dying
 # before they answer); forgetting the oldest can only write its rows twice, never lose them.
 MAX_UNANSWERED_BATCHES = 32
@@ -267,13 +273,42 @@ class WriterProcess:
                 child.kill()
                 child.close_idle_channels()
             self._child = _spawn()
-            return self._child
+            running = self._child
+        if child is not None:
+            _report_exited(child)
+        return running
 
     def _discard(self, child: _Child) -> None:
         with self._lock:
             if self._child is child:
                 self._child = None
-        child.kill()
+        try:
+            # A child whose socket failed because it is dying takes a moment to be
+            # reapable (its threads exit after its sockets close).
+            child.process.wait(timeout=EXITING_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()  # alive, but failing its batches: ours to end
+        else:
+            _report_exited(child)
+
+
+def _report_exited(child: _Child) -> None:
+    """Say that a child exited by itself (killed, out of memory), not closed or discarded here.
+
+    Its clients report the batch it failed, if any, not why: this says which process went
+    and how, once per child.
+    """
+    code = child.process.returncode
+    try:
+        cause = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+    except ValueError:
+        cause = f"signal {-code}"
+    logger.warning(
+        "writer_process.exited: the writer process %d exited (%s); the next batch starts another",
+        child.process.pid,
+        cause,
+        extra={"event": "writer_process.exited", "pid": child.process.pid, "exit_code": code},
+    )
 
 
 def _spawn() -> _Child:

@@ -80,6 +80,16 @@ def query(database_url: str, sql: str, **params) -> list[tuple]:
         engine.dispose()
 
 
+def execute(database_url: str, sql: str, **params) -> None:
+    """Run one SQL statement that writes, in its own transaction."""
+    engine = _engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(sql), params)
+    finally:
+        engine.dispose()
+
+
 def product_id(database_url: str, sku: str) -> int:
     return query(database_url, "SELECT id FROM catalog_product WHERE sku = :sku", sku=sku)[0][0]
 
