@@ -280,8 +280,11 @@ class WriterProcess:
 
     def _discard(self, child: _Child) -> None:
         with self._lock:
-            if self._child is child:
-                self._child = None
+            if self._child is not child:
+                # Replaced or closed meanwhile (or a parent's child after a fork): whoever
+                # took it out of service ended it and said how.
+                return
+            self._child = None
         try:
             # A child whose socket failed because it is dying takes a moment to be
             # reapable (its threads exit after its sockets close).
